@@ -1,0 +1,235 @@
+"""The command line (spec section 8). The only place that turns errors into exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway import config as config_module
+from gateway import logs
+from gateway.errors import ConfigError, GatewayError, RejectedFile, TransientError
+from gateway.flows import Flow
+from gateway.flows import positions as positions_flow
+from gateway.pipeline import Pipeline
+from gateway.store import SqlStore, open_store
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+FLOWS: dict[str, Flow] = {"positions": positions_flow.plan}
+
+
+def _config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="TOML settings (default: config/gateway.toml if present, else built-in defaults).",
+    )(f)
+
+
+def _as_of_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--as-of",
+        "as_of",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="Processing date YYYY-MM-DD (default: today), to replay a day or fix time in tests.",
+    )(f)
+
+
+def _day(value: datetime | None) -> date:
+    return value.date() if value else date.today()
+
+
+def _settings(path: Path | None) -> config_module.Settings:
+    try:
+        settings = config_module.load(path)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    logs.configure(settings.log.format, settings.log.level)
+    return settings
+
+
+@contextmanager
+def _pipeline(settings: config_module.Settings) -> Iterator[Pipeline]:
+    try:
+        store: SqlStore = open_store(settings)
+    except ConfigError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except GatewayError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_REJECTED)
+    with store:
+        yield Pipeline(settings, store, FLOWS)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dit-gateway")
+def main() -> None:
+    """dit-gateway: the file-exchange gateway of the NHS Doctors in Training interface.
+
+    Files from ESR, TIS and Trac arrive in inbox/esr, inbox/tis and inbox/trac; outputs
+    (ESR loads, TIS extracts, acknowledgements, MSO notifications) appear in outbox/.
+    State lives in var/ (SQLite by default). See docs/operations.md.
+    """
+
+
+@main.command()
+@_config_option
+def run(config_path: Path | None) -> None:
+    """Run the daemon: watch the inboxes, run scheduled jobs, until SIGTERM or SIGINT.
+
+    On a signal it finishes the file in hand and exits 0; a second signal forces.
+    """
+    from gateway.daemon import Daemon  # noqa: PLC0415
+    from gateway.transport.local import LocalIntake  # noqa: PLC0415
+
+    settings = _settings(config_path)
+    intake = LocalIntake(
+        settings.paths.inbox,
+        settings.intake.settle_seconds,
+        settings.intake.rescan_seconds,
+        settings.intake.polling_observer,
+    )
+    with _pipeline(settings) as pipeline:
+        code = Daemon(pipeline, intake).run()
+    sys.exit(code)
+
+
+def _channel_of(path: Path, settings: config_module.Settings, pipeline: Pipeline) -> str:
+    parent = path.resolve().parent
+    if parent.parent == settings.paths.inbox.resolve() and parent.name in config_module.CHANNELS:
+        return parent.name
+    try:
+        return pipeline.parse(path, None).kind.channel.value
+    except RejectedFile:
+        return config_module.UNKNOWN_CHANNEL
+
+
+@main.command()
+@_config_option
+@_as_of_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path, ...]) -> None:
+    """Take FILES through exactly the daemon's pipeline, in the order given, then stop.
+
+    Each file is copied into var/ (the named file is left where it is), acknowledged in
+    outbox/reports/acks/, and archived or quarantined. Exit 0: all processed (record
+    rejections included); 1: a file was rejected whole or could not be processed.
+    """
+    settings = _settings(config_path)
+    day = _day(as_of)
+    worst = EXIT_OK
+    with _pipeline(settings) as pipeline:
+        try:
+            for receipt in pipeline.recover():
+                pipeline.process(receipt, day)
+            for path in files:
+                if not path.is_file():
+                    click.echo(f"{path}: no such file", err=True)
+                    worst = EXIT_REJECTED
+                    continue
+                channel = _channel_of(path, settings, pipeline)
+                receipt = pipeline.claim(path, channel, copy=True)
+                status = pipeline.process(receipt, day)
+                click.echo(f"{path}: {status} ({settings.paths.acks / receipt.ack_name})")
+                if status == "rejected":
+                    worst = EXIT_REJECTED
+        except TransientError as exc:
+            click.echo(f"error: {exc} (the file stays in var/processing/ and is retried)", err=True)
+            worst = EXIT_REJECTED
+    sys.exit(worst)
+
+
+@main.command()
+@_config_option
+@_as_of_option
+def tick(config_path: Path | None, as_of: datetime | None) -> None:
+    """Run the scheduled jobs once, now: the weekly duplicate-position report, and the
+    release of deferred placements that are now due."""
+    from gateway.jobs import run_jobs  # noqa: PLC0415
+
+    settings = _settings(config_path)
+    with _pipeline(settings) as pipeline:
+        try:
+            ran = run_jobs(pipeline, _day(as_of), force=True)
+        except TransientError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_REJECTED)
+    click.echo(f"{ran} job(s) run")
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@_config_option
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+def validate(config_path: Path | None, files: tuple[Path, ...]) -> None:
+    """Check FILES for well-formedness and against their schema only; change nothing.
+
+    Prints file:line:column: message for every error. Exit 0: all valid; 1: any invalid.
+    """
+    settings = _settings(config_path)
+    pipeline = Pipeline(settings, _NoStore(), FLOWS)
+    worst = EXIT_OK
+    for path in files:
+        try:
+            parsed = pipeline.parse(path, None)
+        except RejectedFile as rejected:
+            worst = EXIT_REJECTED
+            for e in rejected.errors:
+                click.echo(f"{path}:{e.line or 0}:{e.column or 0}: {e.code}: {e.message}")
+        except OSError as exc:
+            worst = EXIT_REJECTED
+            click.echo(f"{path}:0:0: cannot read: {exc.strerror or exc}")
+        else:
+            click.echo(f"{path}: valid {parsed.kind.name} document")
+    sys.exit(worst)
+
+
+class _NoStore(SqlStore):
+    """``validate`` touches no state."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+@main.command()
+@_config_option
+def status(config_path: Path | None) -> None:
+    """Show what the ledger holds: files by channel and result, deferred placements, and the
+    last extract per VPD."""
+    settings = _settings(config_path)
+    with _pipeline(settings) as pipeline:
+        store = pipeline.store
+        click.echo("files:")
+        counts = store.file_counts()
+        if not counts:
+            click.echo("  (none)")
+        for channel, result, n in counts:
+            click.echo(f"  {channel:5} {result:10} {n}")
+        click.echo("in processing:")
+        open_receipts = store.open_receipts()
+        click.echo(f"  {len(open_receipts)}")
+        for line in _status_sections(store):
+            click.echo(line)
+        click.echo("last extracts:")
+        extracts = store.extracts()
+        if not extracts:
+            click.echo("  (none)")
+        for kind, vpd, deanery, extract_date in extracts:
+            click.echo(f"  {kind:9} {vpd:5} {deanery:8} {extract_date}")
+    sys.exit(EXIT_OK)
+
+
+def _status_sections(store: SqlStore) -> list[str]:
+    """Sections that later flows add to ``status``."""
+    return []

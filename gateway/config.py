@@ -1,0 +1,285 @@
+"""Settings: TOML parsed once into frozen, typed objects (spec section 9).
+
+Every key has a default, so the gateway runs with no file at all. An unknown key, a value of the
+wrong type or a missing key file is a :class:`ConfigError` that names the key. Relative paths in a
+file are taken from the folder that holds the file; without a file, from the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/gateway.toml")
+CHANNELS = ("esr", "tis", "trac")
+# Files given to ``process`` whose kind cannot be told are claimed under this channel.
+UNKNOWN_CHANNEL = "unknown"
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where the drop folders and the gateway's own state live."""
+
+    inbox: Path = Path("inbox")
+    outbox: Path = Path("outbox")
+    var: Path = Path("var")
+
+    @property
+    def processing(self) -> Path:
+        """Files claimed and being processed."""
+        return self.var / "processing"
+
+    @property
+    def archive(self) -> Path:
+        """Inputs processed (or duplicates), by channel and day."""
+        return self.var / "archive"
+
+    @property
+    def quarantine(self) -> Path:
+        """Inputs rejected whole."""
+        return self.var / "quarantine"
+
+    @property
+    def acks(self) -> Path:
+        """One acknowledgement per inbound file."""
+        return self.outbox / "reports" / "acks"
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """The state store: ``sqlite:///path`` (relative to the config's folder) or ``postgresql://``."""
+
+    url: str = "sqlite:///var/gateway.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """How inbound files are noticed and taken."""
+
+    settle_seconds: float = 2.0
+    rescan_seconds: float = 30.0
+    max_file_mb: float = 512.0
+    retry_limit: int = 5
+    retry_seconds: float = 5.0
+    polling_observer: bool = False
+
+    @property
+    def max_bytes(self) -> int:
+        """The largest file (after decompression) the gateway reads."""
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Parameters of the interface rules (spec section 6)."""
+
+    window_days: int = 91
+    cutoff_days: int = 2
+    las_occupation_codes: tuple[str, ...] = ()
+    out_of_scope_grades: tuple[str, ...] = ("GPST1", "GPST2", "GPST3", "GPST4")
+    duplicate_report_weekday: str = "monday"
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Log format and level."""
+
+    format: str = "json"
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class SftpPartner:
+    """One SFTP partner: where to take files from and deliver outputs to."""
+
+    name: str
+    host: str
+    user: str
+    private_key: Path
+    known_hosts: Path
+    port: int = 22
+    passphrase_env: str = ""
+    remote_inbox: str = "/outgoing"
+    channel: str = "tis"
+    remote_done: str = ""
+    remote_outbox: str = "/incoming"
+    deliver: tuple[str, ...] = ()
+    poll_seconds: float = 30.0
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings, as one immutable object."""
+
+    paths: Paths = field(default_factory=Paths)
+    store: Store = field(default_factory=Store)
+    intake: Intake = field(default_factory=Intake)
+    rules: Rules = field(default_factory=Rules)
+    log: Log = field(default_factory=Log)
+    sftp: tuple[SftpPartner, ...] = ()
+    source: Path | None = None
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file named by ``store.url``, or None for another store."""
+        prefix = "sqlite:///"
+        if not self.store.url.startswith(prefix):
+            return None
+        return Path(self.store.url[len(prefix) :])
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "paths": Paths,
+    "store": Store,
+    "intake": Intake,
+    "rules": Rules,
+    "log": Log,
+}
+
+
+def load(path: Path | None) -> Settings:
+    """Read settings from ``path``; None means ``config/gateway.toml`` if present, else defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG.is_file():
+            return _resolve(Settings(), Path.cwd())
+        path = DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    settings = parse(raw)
+    return dataclasses.replace(_resolve(settings, path.parent.resolve()), source=path)
+
+
+def parse(raw: dict[str, Any]) -> Settings:
+    """Build settings from a parsed TOML document, refusing unknown keys and wrong types."""
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "sftp":
+            if not isinstance(value, list):
+                raise ConfigError("sftp: expected [[sftp]] tables")
+            values["sftp"] = tuple(
+                _section(f"sftp[{i}]", SftpPartner, item) for i, item in enumerate(value)
+            )
+        elif key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a table [{key}]")
+            values[key] = _section(key, _SECTIONS[key], value)
+        else:
+            raise ConfigError(f"{key}: unknown section")
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _section(name: str, cls: type[Any], table: Any) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name}: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{name}.{key}: unknown key")
+        kwargs[key] = _coerce(f"{name}.{key}", hints[key], value)
+    missing = [
+        k
+        for k, f in known.items()
+        if k not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{name}.{missing[0]}: required key is missing")
+    return cls(**kwargs)
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:  # noqa: PLR0911
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif hint is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+    elif typing.get_origin(hint) is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+    elif isinstance(hint, types.UnionType):
+        raise ConfigError(f"{key}: cannot be set")
+    raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _check(settings: Settings) -> None:
+    positive = {
+        "intake.settle_seconds": settings.intake.settle_seconds >= 0,
+        "intake.rescan_seconds": settings.intake.rescan_seconds > 0,
+        "intake.max_file_mb": settings.intake.max_file_mb > 0,
+        "intake.retry_limit": settings.intake.retry_limit >= 1,
+        "intake.retry_seconds": settings.intake.retry_seconds >= 0,
+        "rules.window_days": settings.rules.window_days >= 0,
+        "rules.cutoff_days": settings.rules.cutoff_days >= 0,
+    }
+    for key, ok in positive.items():
+        if not ok:
+            raise ConfigError(f"{key}: must be positive")
+    if settings.rules.duplicate_report_weekday not in WEEKDAYS:
+        raise ConfigError(
+            f"rules.duplicate_report_weekday: expected one of {', '.join(WEEKDAYS)}"
+        )
+    if settings.log.format not in ("json", "console"):
+        raise ConfigError("log.format: expected 'json' or 'console'")
+    if settings.log.level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("log.level: expected debug, info, warning or error")
+    if not settings.store.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("store.url: expected sqlite:///PATH or postgresql://…")
+    names = set()
+    for i, partner in enumerate(settings.sftp):
+        if partner.channel not in CHANNELS:
+            raise ConfigError(f"sftp[{i}].channel: expected one of {', '.join(CHANNELS)}")
+        if partner.name in names:
+            raise ConfigError(f"sftp[{i}].name: {partner.name!r} is used twice")
+        names.add(partner.name)
+
+
+def _resolve(settings: Settings, base: Path) -> Settings:
+    """Make every relative path absolute against ``base`` and check that key files exist."""
+
+    def at(p: Path) -> Path:
+        return p if p.is_absolute() else base / p
+
+    paths = Paths(at(settings.paths.inbox), at(settings.paths.outbox), at(settings.paths.var))
+    store = settings.store
+    sqlite = settings.sqlite_path
+    if sqlite is not None:
+        store = Store(f"sqlite:///{at(sqlite)}")
+    partners = []
+    for i, p in enumerate(settings.sftp):
+        resolved = dataclasses.replace(
+            p, private_key=at(p.private_key), known_hosts=at(p.known_hosts)
+        )
+        for key in ("private_key", "known_hosts"):
+            if not getattr(resolved, key).is_file():
+                raise ConfigError(f"sftp[{i}].{key}: file {getattr(resolved, key)} does not exist")
+        partners.append(resolved)
+    return dataclasses.replace(settings, paths=paths, store=store, sftp=tuple(partners))

@@ -1,0 +1,71 @@
+"""The inbound document kinds, chosen by root element and namespace — never by name or folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from gateway.models import (
+    Channel,
+    CheckFile,
+    PersonExtract,
+    PlacementFile,
+    PositionExtract,
+)
+from gateway.xml import readers
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentKind:
+    """One inbound document type of spec section 4."""
+
+    name: str
+    channel: Channel
+    namespace: str
+    root: str
+    xsd: str
+    record: str
+    read_record: Callable[[Any], Any]
+    build: Callable[[dict[str, str], tuple[Any, ...]], Any]
+
+
+def _positions(attrs: dict[str, str], records: tuple[Any, ...]) -> PositionExtract:
+    return PositionExtract(
+        attrs["vpd"], date.fromisoformat(attrs["extractDate"]), attrs["type"], records
+    )
+
+
+def _persons(attrs: dict[str, str], records: tuple[Any, ...]) -> PersonExtract:
+    return PersonExtract(attrs["vpd"], date.fromisoformat(attrs["extractDate"]), records)
+
+
+def _placements(attrs: dict[str, str], records: tuple[Any, ...]) -> PlacementFile:
+    return PlacementFile(attrs["localOffice"], attrs["createdAt"], records)
+
+
+def _checks(attrs: dict[str, str], records: tuple[Any, ...]) -> CheckFile:
+    return CheckFile(attrs["trust"], attrs["createdAt"], records)
+
+
+KINDS: tuple[DocumentKind, ...] = (
+    DocumentKind(
+        "positions", Channel.ESR, "urn:dit-gateway:esr:positions:1", "PositionExtract",
+        "esr-positions", "Position", readers.position, _positions,
+    ),
+    DocumentKind(
+        "persons", Channel.ESR, "urn:dit-gateway:esr:persons:1", "PersonExtract",
+        "esr-persons", "Person", readers.person, _persons,
+    ),
+    DocumentKind(
+        "placements", Channel.TIS, "urn:dit-gateway:tis:placements:1", "PlacementFile",
+        "tis-placements", "Placement", readers.placement, _placements,
+    ),
+    DocumentKind(
+        "checks", Channel.TRAC, "urn:dit-gateway:trac:checks:1", "CheckFile",
+        "trac-checks", "Applicant", readers.check_applicant, _checks,
+    ),
+)
+
+BY_ROOT = {(k.namespace, k.root): k for k in KINDS}

@@ -1,0 +1,81 @@
+"""Scheduled jobs: run by the daemon (daily, and at its start) and by ``dit-gateway tick``.
+
+Each job returns a :class:`~gateway.flows.Plan` committed through the pipeline's protocol, so its
+outputs are atomic and its state changes happen once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from gateway import logs
+from gateway.config import WEEKDAYS
+from gateway.flows import Context, Plan, notification_outputs
+from gateway.models import Notice, NoticeType
+from gateway.pipeline import Pipeline
+from gateway.rules.positions import duplicate_dpns, on_interface
+
+log = logs.get("gateway.jobs")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A scheduled job: its name, when it is due, and what it does."""
+
+    name: str
+    due: Callable[[Context], str | None]  # the run key when due now, else None
+    run: Callable[[Context], Plan]
+
+
+def duplicate_report(ctx: Context) -> Plan:
+    """P2: the weekly report of DPNs on more than one active position, per VPD."""
+    notices = []
+    for vpd in ctx.store.vpds():
+        live = [p for p in ctx.store.positions(vpd).values() if on_interface(p, ctx.as_of)]
+        for dpn in sorted(duplicate_dpns(live, ctx.as_of)):
+            numbers = sorted(p.position_number for p in live if p.dpn == dpn)
+            notices.append(
+                Notice(
+                    NoticeType.DUPLICATE_POSITION,
+                    vpd,
+                    f"DPN {dpn} is on {len(numbers)} positions ({', '.join(numbers)}): "
+                    "keep one and remove the DPN from the others.",
+                    dpn=dpn,
+                    reason="DUPLICATE_POSITION",
+                )
+            )
+    name = f"duplicate-positions-{ctx.as_of.isoformat()}"
+    return Plan(outputs=notification_outputs(ctx, notices, name))
+
+
+def _weekly_due(ctx: Context) -> str | None:
+    weekday = WEEKDAYS.index(ctx.settings.rules.duplicate_report_weekday)
+    if ctx.as_of.weekday() != weekday:
+        return None
+    return ctx.as_of.isoformat()
+
+
+JOBS: list[Job] = [Job("duplicate-report", _weekly_due, duplicate_report)]
+
+
+def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
+    """Run every job that is due (all of them with ``force``); returns how many ran."""
+    ran = 0
+    for job in JOBS:
+        ctx = Context(pipeline.settings, pipeline.store, as_of, pipeline.clock())
+        key = as_of.isoformat() if force else job.due(ctx)
+        if key is None or (not force and pipeline.store.job_last_run(job.name) == key):
+            continue
+        plan = job.run(ctx)
+        pipeline.commit(
+            0,
+            f"{job.name}-{key}",
+            plan,
+            plan.outputs,
+            lambda job=job, key=key: pipeline.store.set_job_run(job.name, key),
+        )
+        log.info("job.done", job=job.name, as_of=key, outputs=len(plan.outputs))
+        ran += 1
+    return ran

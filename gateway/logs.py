@@ -1,0 +1,90 @@
+"""Logs are data: structlog events, one JSON object per line on standard error (spec 7).
+
+No personal data may reach a log. :func:`keep_personal_data_out` is a processor that lets through
+only keys on an allowlist (ids, counts, codes, file facts) and scrubs free text, so that a careless
+``log.info(..., surname=...)`` is dropped rather than written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+ALLOWED_KEYS = frozenset(
+    {
+        "event", "level", "timestamp", "logger",
+        "file", "sha256", "channel", "partner", "attempt", "duration_ms", "kind", "status",
+        "code", "error", "reason", "vpd", "deanery", "path", "count", "records", "outputs",
+        "received", "loaded", "updated", "withdrawn", "deferred", "unchanged", "rejected",
+        "placement_id", "esr_person_id", "esr_position_id", "trac_applicant_id", "record_id",
+        "job", "as_of", "week", "files", "retry_in", "limit", "pid", "inbox", "outbox", "var",
+        "store", "version", "signal", "state", "remote", "bytes", "host", "port", "last_success",
+        "observer", "held", "released", "duplicate_of", "ack", "errors", "config", "dropped_keys",
+    }
+)
+
+_SCRUB = (
+    re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),                    # e-mail
+    re.compile(r"\b[A-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]?\b", re.I),  # NINO
+    re.compile(r"\b(?:19|20)\d\d-\d\d-\d\d\b"),                 # dates (of birth)
+    re.compile(r"\+?\d[\d ]{9,}\d"),                             # phone numbers
+    re.compile(r"(?<![\w/])\d{7}(?![\w/])"),                     # GMC numbers
+)
+
+
+def scrub(text: str) -> str:
+    """Free text with anything shaped like personal data replaced by ``[redacted]``."""
+    for pattern in _SCRUB:
+        text = pattern.sub("[redacted]", text)
+    return text
+
+
+def keep_personal_data_out(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: only allowlisted keys survive; free-text values are scrubbed."""
+    dropped = [key for key in event if key not in ALLOWED_KEYS]
+    for key in dropped:
+        del event[key]
+    if dropped:
+        event["dropped_keys"] = len(dropped)
+    for key in ("error", "reason", "event"):
+        value = event.get(key)
+        if isinstance(value, str):
+            event[key] = scrub(value)
+    return event
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+    """Set up structlog once for the process."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            keep_personal_data_out,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get(name: str = "gateway") -> Any:
+    """A bound logger."""
+    return structlog.get_logger(name)

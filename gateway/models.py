@@ -1,0 +1,323 @@
+"""The records that travel, as plain immutable values (spec sections 4 and 5).
+
+Readers build these from inbound XML; rules take them and return outcomes; writers turn outcomes
+into outbound XML. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+
+class Channel(StrEnum):
+    """Which partner a file came from (and which inbox folder holds it)."""
+
+    ESR = "esr"
+    TIS = "tis"
+    TRAC = "trac"
+
+
+class Result(StrEnum):
+    """What happened to one record (acknowledgement ``Outcome/@result``)."""
+
+    LOADED = "loaded"
+    UPDATED = "updated"
+    WITHDRAWN = "withdrawn"
+    DEFERRED = "deferred"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+
+
+class NoticeType(StrEnum):
+    """MSO notification types (spec 6.4)."""
+
+    READY_TO_HIRE = "READY_TO_HIRE"
+    REJECTED = "REJECTED"
+    CHANGE_OF_START_DATE = "CHANGE_OF_START_DATE"
+    CHANGE_OF_END_DATE = "CHANGE_OF_END_DATE"
+    WITHDRAWAL = "WITHDRAWAL"
+    REPLACEMENT = "REPLACEMENT"
+    NEW_DPN = "NEW_DPN"
+    DUPLICATE_POSITION = "DUPLICATE_POSITION"
+    POST_REMOVED = "POST_REMOVED"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A postal address (spec 4.2)."""
+
+    line1: str
+    line2: str | None = None
+    line3: str | None = None
+    town: str | None = None
+    county: str | None = None
+    postcode: str | None = None
+    country: str | None = None
+
+
+# --- ESR positions (4.1) -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One ESR position of a VPD."""
+
+    esr_position_id: int
+    position_number: str
+    position_name: str
+    effective_from: date
+    hiring_status: str
+    position_type: str
+    esr_last_update: date
+    effective_to: date | None = None
+    budgeted_fte: str | None = None
+    subjective_code: str | None = None
+    job_staff_group: str | None = None
+    job_role: str | None = None
+    occupation_code: str | None = None
+    payscales: tuple[str, ...] = ()
+    grade_step: str | None = None
+    esr_organisation_id: str | None = None
+    dpn: str | None = None
+    managing_deanery_body: str | None = None
+    host_lead_flag: str | None = None
+    workplace_org_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionExtract:
+    """An inbound ESR position extract: header and its positions."""
+
+    vpd: str
+    extract_date: date
+    type: str  # "full" | "delta"
+    positions: tuple[Position, ...]
+
+
+# --- ESR persons (4.2) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A person's assignment to a position in the VPD."""
+
+    assignment_number: str
+    position_number: str
+    status: str
+    honorary: bool
+    start_date: date
+    projected_end_date: date | None = None
+    end_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Absence:
+    """A period of absence (maternity, sickness, …)."""
+
+    type: str
+    start_date: date
+    end_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """An ESR employee record of a VPD."""
+
+    esr_person_id: str
+    forenames: str
+    surname: str
+    date_of_birth: date
+    gender: str
+    assignments: tuple[Assignment, ...]
+    title: str | None = None
+    previous_surname: str | None = None
+    known_as: str | None = None
+    nino: str | None = None
+    ethnic_origin: str | None = None
+    email: str | None = None
+    home_phone: str | None = None
+    mobile_phone: str | None = None
+    address: Address | None = None
+    gmc_number: str | None = None
+    absences: tuple[Absence, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PersonExtract:
+    """An inbound ESR person extract."""
+
+    vpd: str
+    extract_date: date
+    persons: tuple[Person, ...]
+
+
+# --- TIS placements (4.3) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Trainee:
+    """The trainee of a placement, as TIS sends it."""
+
+    tis_person_id: str
+    forenames: str
+    surname: str
+    date_of_birth: date
+    gender: str
+    gmc_number: str
+    nino: str | None = None
+    email: str | None = None
+    mobile_phone: str | None = None
+    address: Address | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One placement of a trainee into a post."""
+
+    placement_id: str
+    action: str  # "upsert" | "withdraw"
+    dpn: str
+    placement_type: str
+    grade: str
+    specialty: str
+    start: date
+    end: date
+    wte: str
+    trainee: Trainee
+    managing_deanery_body: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementFile:
+    """An inbound TIS placement file."""
+
+    local_office: str
+    created_at: str
+    placements: tuple[Placement, ...]
+
+
+# --- Trac checks (4.4) ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckMatch:
+    """How Trac identifies the applicant."""
+
+    forenames: str
+    surname: str
+    date_of_birth: date
+    tis_placement_id: str | None = None
+    nino: str | None = None
+    gmc_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    """One check record, kept as (element name, canonical XML of the element) for exact transfer.
+
+    ``dates`` holds every date found inside it and ``fields`` its simple child values by path
+    (e.g. ``CertificateNumber``), so that rules can check them without parsing XML.
+    """
+
+    kind: str  # DbsCheck | ProfessionalRegistration | Reference | EmploymentChecklist | ...
+    xml: bytes
+    dates: tuple[date, ...] = ()
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def get(self, name: str) -> str | None:
+        """The value of a simple child element, or None."""
+        return next((v for k, v in self.fields if k == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckApplicant:
+    """One Trac applicant with its checks."""
+
+    trac_applicant_id: str
+    vpd: str
+    status: str
+    match: CheckMatch
+    checks: tuple[CheckRecord, ...]
+    has_identity: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFile:
+    """An inbound Trac check file."""
+
+    trust: str
+    created_at: str
+    applicants: tuple[CheckApplicant, ...]
+
+
+# --- Outcomes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one inbound record (one acknowledgement ``Outcome``)."""
+
+    record_id: str
+    result: Result
+    text: str
+    reason: str | None = None
+    vpd: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One MSO notification row."""
+
+    type: NoticeType
+    vpd: str
+    text: str
+    placement_id: str | None = None
+    dpn: str | None = None
+    position_number: str | None = None
+    trainee: str | None = None
+    old_value: str | None = None
+    new_value: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Acknowledgement totals; ``received`` is the sum of the others by construction."""
+
+    loaded: int = 0
+    updated: int = 0
+    withdrawn: int = 0
+    deferred: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    @property
+    def received(self) -> int:
+        """Every record received, whatever became of it."""
+        return (
+            self.loaded
+            + self.updated
+            + self.withdrawn
+            + self.deferred
+            + self.unchanged
+            + self.rejected
+        )
+
+    @classmethod
+    def of(cls, outcomes: list[Outcome] | tuple[Outcome, ...]) -> Totals:
+        """Count outcomes by result."""
+        counts = {r: 0 for r in Result}
+        for o in outcomes:
+            counts[o.result] += 1
+        return cls(**{r.value: n for r, n in counts.items()})
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything the rules decided for one file, before it is written."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)

@@ -1,0 +1,283 @@
+"""The state store: a narrow interface over portable SQL.
+
+:class:`SqlStore` holds every query, written in the SQL that SQLite and PostgreSQL share, with
+``?`` placeholders. An implementation supplies connections and transactions only. Stores are
+context managers; all state is keyed by VPD.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.models import Position
+from gateway.store import codec
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One inbound file as the ledger knows it."""
+
+    id: int
+    name: str
+    channel: str
+    sha256: str
+    processing_path: str
+    ack_name: str
+    status: str
+    attempts: int
+    claimed_at: str
+
+    @property
+    def stem(self) -> str:
+        """The input's name without its extension(s) — the root of every output name."""
+        name = self.name
+        for suffix in (".gz", ".xml"):
+            if name.lower().endswith(suffix):
+                name = name[: -len(suffix)]
+        return name or "file"
+
+
+_RECEIPT_COLUMNS = (
+    "id, name, channel, sha256, processing_path, ack_name, status, attempts, claimed_at"
+)
+
+
+class SqlStore:
+    """Every query of the gateway's state, shared by the SQLite and PostgreSQL stores."""
+
+    # --- provided by an implementation ---------------------------------------------------------
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All writes inside happen together or not at all."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections."""
+        raise NotImplementedError
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- ledger --------------------------------------------------------------------------------
+
+    def claim(self, name: str, channel: str, sha256: str, processing_path: Path, at: str) -> Receipt:
+        """Record a newly claimed file; its acknowledgement name is fixed now, once."""
+        stem = Receipt(0, name, channel, sha256, "", "", "", 0, "").stem
+        with self.transaction():
+            taken = self._execute("SELECT 1 FROM receipts WHERE ack_name = ?", (f"{stem}.ack.xml",))
+            self._execute(
+                "INSERT INTO receipts (name, channel, sha256, processing_path, ack_name, status,"
+                " claimed_at) VALUES (?, ?, ?, ?, ?, 'claimed', ?)",
+                (name, channel, sha256, str(processing_path), f"pending:{sha256}:{at}", at),
+            )
+            rid = self._execute(
+                "SELECT id FROM receipts WHERE ack_name = ?", (f"pending:{sha256}:{at}",)
+            )[0][0]
+            ack = f"{stem}.ack.xml" if not taken else f"{stem}.{rid}.ack.xml"
+            self._execute("UPDATE receipts SET ack_name = ? WHERE id = ?", (ack, rid))
+        return self.receipt(rid)
+
+    def receipt(self, rid: int) -> Receipt:
+        """A receipt by id."""
+        rows = self._execute(f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE id = ?", (rid,))
+        return Receipt(*rows[0])
+
+    def open_receipt(self, processing_path: Path) -> Receipt | None:
+        """The receipt of a file still in ``var/processing/``, if it was claimed."""
+        rows = self._execute(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE closed = 0 AND processing_path = ?"
+            " ORDER BY id DESC",
+            (str(processing_path),),
+        )
+        return Receipt(*rows[0]) if rows else None
+
+    def open_receipts(self) -> list[Receipt]:
+        """Receipts whose input has not yet been archived or quarantined."""
+        rows = self._execute(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE closed = 0 ORDER BY id"
+        )
+        return [Receipt(*r) for r in rows]
+
+    def processed_file(self, sha256: str) -> str | None:
+        """The name of an earlier file with these exact bytes that was processed, if any."""
+        rows = self._execute(
+            "SELECT name FROM receipts WHERE sha256 = ? AND status = 'processed' ORDER BY id",
+            (sha256,),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def note_attempt(self, rid: int, error: str) -> int:
+        """Count a failed attempt at a file (a transient failure); returns the attempts so far."""
+        with self.transaction():
+            self._execute(
+                "UPDATE receipts SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, rid),
+            )
+            return int(self._execute("SELECT attempts FROM receipts WHERE id = ?", (rid,))[0][0])
+
+    def finish(
+        self,
+        rid: int,
+        status: str,
+        *,
+        at: str,
+        code: str | None = None,
+        duplicate_of: str | None = None,
+        totals: dict[str, int] | None = None,
+    ) -> None:
+        """Mark a file's fate (call inside the file's transaction)."""
+        self._execute(
+            "UPDATE receipts SET status = ?, code = ?, duplicate_of = ?, totals = ?,"
+            " finished_at = ? WHERE id = ?",
+            (status, code, duplicate_of, json.dumps(totals) if totals else None, at, rid),
+        )
+
+    def add_pending_outputs(self, rid: int, outputs: Sequence[tuple[Path, Path]]) -> None:
+        """List outputs written under temporary names, to rename once committed (0: a job)."""
+        self._executemany(
+            "INSERT INTO pending_outputs (receipt_id, temp_path, final_path) VALUES (?, ?, ?)",
+            [(rid, str(t), str(f)) for t, f in outputs],
+        )
+
+    def pending_outputs(self, rid: int | None = None) -> list[tuple[int, Path, Path]]:
+        """Outputs committed but perhaps not yet renamed into place."""
+        sql = "SELECT receipt_id, temp_path, final_path FROM pending_outputs"
+        rows = (
+            self._execute(sql + " WHERE receipt_id = ?", (rid,)) if rid else self._execute(sql)
+        )
+        return [(int(r[0]), Path(r[1]), Path(r[2])) for r in rows]
+
+    def clear_outputs(self, rid: int) -> None:
+        """Forget the pending outputs of a receipt once they are all in place."""
+        self._execute("DELETE FROM pending_outputs WHERE receipt_id = ?", (rid,))
+
+    def close_receipt(self, rid: int) -> None:
+        """The input has left ``var/processing/``: nothing more to recover for it."""
+        self._execute("UPDATE receipts SET closed = 1 WHERE id = ?", (rid,))
+
+    def file_counts(self) -> list[tuple[str, str, int]]:
+        """(channel, status, count) over the whole ledger."""
+        rows = self._execute(
+            "SELECT channel, status, COUNT(*) FROM receipts GROUP BY channel, status"
+            " ORDER BY channel, status"
+        )
+        return [(str(c), str(s), int(n)) for c, s, n in rows]
+
+    def receipts_since(self, after_id: int = 0) -> list[tuple[int, str, str, str]]:
+        """(id, name, status, ack_name) of receipts after ``after_id``."""
+        rows = self._execute(
+            "SELECT id, name, status, ack_name FROM receipts WHERE id > ? ORDER BY id", (after_id,)
+        )
+        return [(int(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+    # --- positions -----------------------------------------------------------------------------
+
+    def positions(self, vpd: str) -> dict[int, Position]:
+        """The position register of a VPD, by ESR position id."""
+        rows = self._execute("SELECT data FROM positions WHERE vpd = ?", (vpd,))
+        found = (codec.loads(Position, r[0]) for r in rows)
+        return {p.esr_position_id: p for p in found}
+
+    def positions_with_dpn(self, dpn: str) -> list[tuple[str, Position]]:
+        """(vpd, position) of every registered position carrying ``dpn``, in any VPD."""
+        rows = self._execute(
+            "SELECT vpd, data FROM positions WHERE dpn = ? ORDER BY vpd, esr_position_id", (dpn,)
+        )
+        return [(str(v), codec.loads(Position, d)) for v, d in rows]
+
+    def save_positions(self, vpd: str, positions: Sequence[Position], *, replace: bool) -> None:
+        """Write positions into a VPD's register; ``replace`` drops those not given."""
+        if replace:
+            self._execute("DELETE FROM positions WHERE vpd = ?", (vpd,))
+        else:
+            self._executemany(
+                "DELETE FROM positions WHERE vpd = ? AND esr_position_id = ?",
+                [(vpd, p.esr_position_id) for p in positions],
+            )
+        self._executemany(
+            "INSERT INTO positions (vpd, esr_position_id, dpn, data) VALUES (?, ?, ?, ?)",
+            [(vpd, p.esr_position_id, p.dpn, codec.dumps(p)) for p in positions],
+        )
+
+    def seen_dpns(self, vpd: str) -> set[str]:
+        """Every DPN ever seen in the VPD."""
+        return {str(r[0]) for r in self._execute("SELECT dpn FROM dpns_seen WHERE vpd = ?", (vpd,))}
+
+    def add_seen_dpns(self, vpd: str, dpns: Sequence[str], at: str) -> None:
+        """Remember DPNs as seen in the VPD."""
+        self._executemany(
+            "INSERT INTO dpns_seen (vpd, dpn, first_seen) VALUES (?, ?, ?)",
+            [(vpd, d, at) for d in dpns],
+        )
+
+    def interface_posts(self, vpd: str) -> dict[int, tuple[str, str]]:
+        """What was on the interface at the VPD's last extract: id → (dpn, deanery)."""
+        rows = self._execute(
+            "SELECT esr_position_id, dpn, deanery FROM interface_posts WHERE vpd = ?", (vpd,)
+        )
+        return {int(i): (str(d), str(n)) for i, d, n in rows}
+
+    def set_interface_posts(self, vpd: str, posts: dict[int, tuple[str, str]]) -> None:
+        """Replace the VPD's record of what is on the interface."""
+        self._execute("DELETE FROM interface_posts WHERE vpd = ?", (vpd,))
+        self._executemany(
+            "INSERT INTO interface_posts (vpd, esr_position_id, dpn, deanery) VALUES (?, ?, ?, ?)",
+            [(vpd, i, d, n) for i, (d, n) in posts.items()],
+        )
+
+    def vpds(self) -> list[str]:
+        """Every VPD with a position register."""
+        return [str(r[0]) for r in self._execute("SELECT DISTINCT vpd FROM positions ORDER BY vpd")]
+
+    def record_extract(
+        self, kind: str, vpd: str, deanery: str, extract_date: str, path: str, at: str
+    ) -> None:
+        """Note the last extract written for (kind, VPD, deanery)."""
+        self._execute(
+            "DELETE FROM extracts WHERE kind = ? AND vpd = ? AND deanery = ?", (kind, vpd, deanery)
+        )
+        self._execute(
+            "INSERT INTO extracts (kind, vpd, deanery, extract_date, path, written_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (kind, vpd, deanery, extract_date, path, at),
+        )
+
+    def extracts(self) -> list[tuple[str, str, str, str]]:
+        """(kind, vpd, deanery, extract_date) of the last extract of each."""
+        rows = self._execute(
+            "SELECT kind, vpd, deanery, extract_date FROM extracts ORDER BY kind, vpd, deanery"
+        )
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    def job_last_run(self, name: str) -> str | None:
+        """When a scheduled job last ran (its own key: a date, a week)."""
+        rows = self._execute("SELECT last_run FROM jobs WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    def set_job_run(self, name: str, key: str) -> None:
+        """Record that a scheduled job ran for ``key``."""
+        self._execute("DELETE FROM jobs WHERE name = ?", (name,))
+        self._execute("INSERT INTO jobs (name, last_run) VALUES (?, ?)", (name, key))
+
+
+def migrations() -> Iterator[tuple[int, str]]:
+    """(version, SQL) of every migration, in order."""
+    folder = Path(__file__).parent / "migrations"
+    for path in sorted(folder.glob("*.sql")):
+        yield int(path.name.split("_", 1)[0]), path.read_text(encoding="utf-8")

@@ -1,0 +1,250 @@
+"""Outbound documents (spec section 5), streamed to a binary file with ``etree.xmlfile``.
+
+Each writer takes the open file and plain values; it never decides anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from lxml import etree
+
+from gateway.errors import FileError
+from gateway.models import Address, Notice, Outcome, Position, Totals
+
+NS = {
+    "ack": "urn:dit-gateway:ack:1",
+    "notifications": "urn:dit-gateway:notifications:1",
+    "position-extract": "urn:dit-gateway:tis:position-extract:1",
+    "person-update": "urn:dit-gateway:tis:person-update:1",
+    "applicant-load": "urn:dit-gateway:esr:applicant-load:1",
+    "check-load": "urn:dit-gateway:esr:check-load:1",
+}
+
+
+class _Doc:
+    """A document being written: elements in one default namespace."""
+
+    def __init__(self, xf: Any, ns: str) -> None:
+        self.xf = xf
+        self.ns = ns
+
+    def q(self, name: str) -> str:
+        return f"{{{self.ns}}}{name}"
+
+    def leaf(self, name: str, value: object | None, **attrs: str) -> None:
+        """``<name>value</name>``, or nothing when value is None."""
+        if value is None:
+            return
+        el = etree.Element(self.q(name), {k: v for k, v in attrs.items() if v is not None})
+        el.text = str(value)
+        self.xf.write(el)
+
+    def leaves(self, pairs: Iterable[tuple[str, object | None]]) -> None:
+        for name, value in pairs:
+            self.leaf(name, value)
+
+    def element(self, name: str, attrs: dict[str, str | None] | None = None) -> Any:
+        clean = {k: v for k, v in (attrs or {}).items() if v is not None}
+        return self.xf.element(self.q(name), clean)
+
+    def address(self, address: Address | None) -> None:
+        if address is None:
+            return
+        with self.element("Address"):
+            self.leaves(
+                [
+                    ("Line1", address.line1),
+                    ("Line2", address.line2),
+                    ("Line3", address.line3),
+                    ("Town", address.town),
+                    ("County", address.county),
+                    ("Postcode", address.postcode),
+                    ("Country", address.country),
+                ]
+            )
+
+
+@contextmanager
+def document(fh: BinaryIO, kind: str, root: str, attrs: dict[str, str | None]) -> Iterator[_Doc]:
+    """Open an XML document of ``kind`` with its root element; yields a writer for its body."""
+    ns = NS[kind]
+    with etree.xmlfile(fh, encoding="utf-8") as xf:
+        xf.write_declaration()
+        with xf.element(f"{{{ns}}}{root}", {k: v for k, v in attrs.items() if v is not None},
+                        nsmap={None: ns}):
+            yield _Doc(xf, ns)
+
+
+@dataclass(frozen=True, slots=True)
+class AckHeader:
+    """What the acknowledgement says about the file as a whole."""
+
+    file: str
+    sha256: str
+    received_at: str
+    channel: str
+    status: str
+    generated_at: str
+    duplicate_of: str | None = None
+
+
+def write_ack(
+    fh: BinaryIO,
+    header: AckHeader,
+    errors: Iterable[FileError],
+    outcomes: Iterable[Outcome],
+    totals: Totals,
+) -> None:
+    """An acknowledgement: errors, totals that add up, then one outcome per record."""
+    attrs = {
+        "file": header.file,
+        "sha256": header.sha256,
+        "receivedAt": header.received_at,
+        "channel": header.channel,
+        "status": header.status,
+        "generatedAt": header.generated_at,
+        "duplicateOf": header.duplicate_of,
+    }
+    with document(fh, "ack", "Acknowledgement", attrs) as doc:
+        for e in errors:
+            doc.leaf(
+                "Error",
+                e.message,
+                code=e.code,
+                line=None if e.line is None else str(e.line),
+                column=None if e.column is None else str(e.column),
+            )
+        counts = {
+            "received": totals.received,
+            "loaded": totals.loaded,
+            "updated": totals.updated,
+            "withdrawn": totals.withdrawn,
+            "deferred": totals.deferred,
+            "unchanged": totals.unchanged,
+            "rejected": totals.rejected,
+        }
+        doc.xf.write(etree.Element(doc.q("Totals"), {k: str(v) for k, v in counts.items()}))
+        for o in outcomes:
+            attrs2: dict[str, str | None] = {
+                "recordId": o.record_id,
+                "result": o.result.value,
+                "reason": o.reason,
+                "vpd": o.vpd,
+            }
+            doc.leaf("Outcome", o.text, **{k: v for k, v in attrs2.items() if v is not None})
+
+
+NOTICE_FIELDS = (
+    "type",
+    "placementId",
+    "deaneryPostNumber",
+    "positionNumber",
+    "trainee",
+    "oldValue",
+    "newValue",
+    "reason",
+    "text",
+)
+
+
+def _notice_row(n: Notice) -> dict[str, str | None]:
+    return {
+        "type": n.type.value,
+        "placementId": n.placement_id,
+        "deaneryPostNumber": n.dpn,
+        "positionNumber": n.position_number,
+        "trainee": n.trainee,
+        "oldValue": n.old_value,
+        "newValue": n.new_value,
+        "reason": n.reason,
+        "text": n.text,
+    }
+
+
+def write_notifications(
+    fh: BinaryIO,
+    vpd: str,
+    notices: Iterable[Notice],
+    generated_at: str,
+    source_file: str | None = None,
+    source_sha256: str | None = None,
+) -> None:
+    """MSO notifications of one VPD as XML."""
+    attrs = {
+        "vpd": vpd,
+        "generatedAt": generated_at,
+        "sourceFile": source_file,
+        "sourceSha256": source_sha256,
+    }
+    with document(fh, "notifications", "Notifications", attrs) as doc:
+        for n in notices:
+            row = _notice_row(n)
+            text = row.pop("text")
+            doc.leaf("Notification", text or "", **{k: v for k, v in row.items() if v})
+
+
+def write_notifications_csv(fh: BinaryIO, notices: Iterable[Notice]) -> None:
+    """The same notification rows as CSV (UTF-8, header row, one row per notification)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=NOTICE_FIELDS, lineterminator="\r\n")
+    writer.writeheader()
+    for n in notices:
+        writer.writerow({k: v or "" for k, v in _notice_row(n).items()})
+    fh.write(text.getvalue().encode("utf-8"))
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractPost:
+    """A post as it goes to TIS: the position and whether its DPN is duplicated."""
+
+    position: Position
+    duplicate: bool
+
+
+def write_position_extract(
+    fh: BinaryIO,
+    deanery: str,
+    vpd: str,
+    extract_date: str,
+    generated_at: str,
+    posts: Iterable[ExtractPost],
+) -> None:
+    """A TIS position extract for one (deanery, VPD)."""
+    attrs = {
+        "deanery": deanery,
+        "vpd": vpd,
+        "extractDate": extract_date,
+        "generatedAt": generated_at,
+    }
+    with document(fh, "position-extract", "PositionExtract", attrs) as doc:
+        for post in posts:
+            p = post.position
+            with doc.element("Post"):
+                doc.leaves(
+                    [
+                        ("DeaneryPostNumber", p.dpn),
+                        ("PositionNumber", p.position_number),
+                        ("PositionName", p.position_name),
+                        ("EsrPositionId", p.esr_position_id),
+                        ("HostLeadFlag", p.host_lead_flag),
+                        ("ManagingDeaneryBody", p.managing_deanery_body),
+                        ("WorkplaceOrgCode", p.workplace_org_code),
+                        ("OccupationCode", p.occupation_code),
+                    ]
+                )
+                for scale in p.payscales:
+                    doc.leaf("Payscale", scale)
+                doc.leaves(
+                    [
+                        ("PositionType", p.position_type),
+                        ("EffectiveFromDate", p.effective_from.isoformat()),
+                        ("EffectiveToDate", p.effective_to.isoformat() if p.effective_to else None),
+                        ("Duplicate", "true" if post.duplicate else "false"),
+                    ]
+                )

@@ -1,0 +1,224 @@
+"""Builders of inbound documents for tests: small dicts in, valid XML text out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+POSITIONS_NS = "urn:dit-gateway:esr:positions:1"
+PERSONS_NS = "urn:dit-gateway:esr:persons:1"
+PLACEMENTS_NS = "urn:dit-gateway:tis:placements:1"
+CHECKS_NS = "urn:dit-gateway:trac:checks:1"
+
+
+def _el(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    return f"<{name}>{escape(str(value))}</{name}>"
+
+
+def _els(pairs: Iterable[tuple[str, Any]]) -> str:
+    return "".join(_el(k, v) for k, v in pairs)
+
+
+def _address(address: Mapping[str, str] | None) -> str:
+    if not address:
+        return ""
+    keys = ("Line1", "Line2", "Line3", "Town", "County", "Postcode", "Country")
+    return "<Address>" + _els((k, address.get(k)) for k in keys) + "</Address>"
+
+
+def position(
+    esr_position_id: int,
+    number: str | None = None,
+    *,
+    dpn: str | None = "EOE/RGT00/001/FY1/001",
+    status: str = "Active",
+    ptype: str = "Single",
+    name: str = "FY1 General Medicine",
+    effective_from: str = "2020-01-01",
+    effective_to: str | None = None,
+    occupation: str | None = None,
+    mdb: str | None = None,
+    host_lead: str | None = None,
+    payscales: Iterable[str] = ("MF01",),
+) -> str:
+    """A ``Position`` element."""
+    number = number or str(esr_position_id)
+    body = _els(
+        [
+            ("PositionNumber", number),
+            ("PositionName", name),
+            ("EffectiveFromDate", effective_from),
+            ("EffectiveToDate", effective_to),
+            ("OccupationCode", occupation),
+        ]
+    )
+    body += "".join(_el("Payscale", p) for p in payscales)
+    body += _els(
+        [
+            ("HiringStatus", status),
+            ("PositionType", ptype),
+            ("DeaneryPostNumber", dpn),
+            ("ManagingDeaneryBody", mdb),
+            ("HostLeadFlag", host_lead),
+            ("EsrLastUpdateDate", "2026-01-01"),
+        ]
+    )
+    return f'<Position esrPositionId="{esr_position_id}">{body}</Position>'
+
+
+def positions(
+    vpd: str, positions: Iterable[str], *, kind: str = "full", extract_date: str = "2026-11-02"
+) -> str:
+    """An ESR position extract."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<PositionExtract xmlns="{POSITIONS_NS}" '
+        f'vpd="{vpd}" extractDate="{extract_date}" type="{kind}">\n'
+        + "\n".join(positions)
+        + "\n</PositionExtract>\n"
+    )
+
+
+def trainee(
+    tis_person_id: str = "T1",
+    *,
+    forenames: str = "Alex",
+    surname: str = "Smith",
+    dob: str = "1995-03-04",
+    gender: str = "F",
+    nino: str | None = "QQ123456C",
+    gmc: str = "7123456",
+    email: str | None = "alex.smith@example.org",
+    mobile: str | None = None,
+    address: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Trainee details for :func:`placement`."""
+    return {
+        "id": tis_person_id, "Forenames": forenames, "Surname": surname, "DateOfBirth": dob,
+        "Gender": gender, "NationalInsuranceNumber": nino, "GmcNumber": gmc, "Email": email,
+        "MobilePhone": mobile, "Address": address,
+    }
+
+
+def placement(
+    placement_id: str,
+    *,
+    dpn: str = "EOE/RGT00/001/FY1/001",
+    start: str = "2027-02-01",
+    end: str = "2027-08-01",
+    action: str = "upsert",
+    grade: str = "F1",
+    specialty: str = "General Medicine",
+    ptype: str = "In Post",
+    wte: str = "1.0",
+    mdb: str | None = None,
+    person: Mapping[str, Any] | None = None,
+) -> str:
+    """A ``Placement`` element."""
+    t = dict(person or trainee())
+    trainee_xml = (
+        f'<Trainee tisPersonId={quoteattr(str(t["id"]))}>'
+        + _els((k, t[k]) for k in ("Forenames", "Surname", "DateOfBirth", "Gender",
+                                   "NationalInsuranceNumber", "GmcNumber", "Email",
+                                   "MobilePhone"))
+        + _address(t.get("Address"))
+        + "</Trainee>"
+    )
+    body = _els(
+        [
+            ("DeaneryPostNumber", dpn),
+            ("ManagingDeaneryBody", mdb),
+            ("PlacementType", ptype),
+            ("Grade", grade),
+            ("Specialty", specialty),
+            ("ProjectedStartDate", start),
+            ("ProjectedEndDate", end),
+            ("WholeTimeEquivalent", wte),
+        ]
+    )
+    return (
+        f"<Placement placementId={quoteattr(placement_id)} action={quoteattr(action)}>"
+        f"{body}{trainee_xml}</Placement>"
+    )
+
+
+def placements(placements: Iterable[str], *, local_office: str = "EOE") -> str:
+    """A TIS placement file."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<PlacementFile xmlns="{PLACEMENTS_NS}" '
+        f'localOffice="{local_office}" createdAt="2026-11-02T09:00:00Z">\n'
+        + "\n".join(placements)
+        + "\n</PlacementFile>\n"
+    )
+
+
+def assignment(
+    number: str,
+    position_number: str,
+    *,
+    status: str = "Active",
+    honorary: bool = False,
+    start: str = "2026-08-01",
+    projected_end: str | None = None,
+    end: str | None = None,
+) -> str:
+    """An ``Assignment`` element."""
+    body = _els(
+        [
+            ("Status", status),
+            ("Honorary", "true" if honorary else "false"),
+            ("StartDate", start),
+            ("ProjectedEndDate", projected_end),
+            ("EndDate", end),
+        ]
+    )
+    return (
+        f"<Assignment assignmentNumber={quoteattr(number)} "
+        f"positionNumber={quoteattr(position_number)}>{body}</Assignment>"
+    )
+
+
+def person(
+    esr_person_id: str,
+    assignments: Iterable[str],
+    *,
+    forenames: str = "Alex",
+    surname: str = "Smith",
+    dob: str = "1995-03-04",
+    gender: str = "F",
+    nino: str | None = "QQ123456C",
+    gmc: str | None = "7123456",
+    email: str | None = None,
+    title: str | None = None,
+    address: Mapping[str, str] | None = None,
+    absences: Iterable[tuple[str, str, str | None]] = (),
+) -> str:
+    """A ``Person`` element."""
+    body = _els(
+        [
+            ("Title", title),
+            ("Forenames", forenames),
+            ("Surname", surname),
+            ("DateOfBirth", dob),
+            ("Gender", gender),
+            ("NationalInsuranceNumber", nino),
+            ("Email", email),
+        ]
+    )
+    body += _address(address) + _el("GmcNumber", gmc) + "".join(assignments)
+    for kind, start, end in absences:
+        body += "<Absence>" + _els([("Type", kind), ("StartDate", start), ("EndDate", end)])
+        body += "</Absence>"
+    return f"<Person esrPersonId={quoteattr(esr_person_id)}>{body}</Person>"
+
+
+def persons(vpd: str, persons: Iterable[str], *, extract_date: str = "2026-11-02") -> str:
+    """An ESR person extract."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<PersonExtract xmlns="{PERSONS_NS}" '
+        f'vpd="{vpd}" extractDate="{extract_date}">\n'
+        + "\n".join(persons)
+        + "\n</PersonExtract>\n"
+    )

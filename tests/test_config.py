@@ -1,0 +1,77 @@
+"""Settings: defaults, relative paths, and refusals that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import config
+from gateway.errors import ConfigError
+
+
+def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a config file the gateway uses ./inbox, ./outbox, ./var and SQLite in ./var."""
+    monkeypatch.chdir(tmp_path)
+    settings = config.load(None)
+    assert settings.paths.inbox == tmp_path / "inbox"
+    assert settings.paths.outbox == tmp_path / "outbox"
+    assert settings.sqlite_path == tmp_path / "var" / "gateway.db"
+    assert settings.rules.window_days == 91
+    assert settings.rules.cutoff_days == 2
+    assert settings.intake.settle_seconds == 2.0
+
+
+def test_relative_paths_are_taken_from_the_files_folder(tmp_path: Path) -> None:
+    """A relative path in a config file is resolved against the folder holding the file."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "g.toml"
+    path.write_text('[paths]\ninbox = "../drop"\n[store]\nurl = "sqlite:///state/g.db"\n')
+    settings = config.load(path)
+    assert settings.paths.inbox == folder / "../drop"
+    assert settings.sqlite_path == folder / "state/g.db"
+
+
+def test_committed_config_spells_out_the_defaults() -> None:
+    """config/gateway.toml parses and equals the built-in defaults (paths aside)."""
+    root = Path(__file__).resolve().parent.parent
+    settings = config.load(root / "config" / "gateway.toml")
+    assert settings.paths.inbox.resolve() == root / "inbox"
+    assert settings.sqlite_path is not None
+    assert settings.sqlite_path.resolve() == root / "var" / "gateway.db"
+    assert settings.intake == config.Intake()
+    assert settings.rules == config.Rules()
+    assert settings.log == config.Log()
+
+
+@pytest.mark.parametrize(
+    ("toml", "key"),
+    [
+        ("[intake]\nsettle_seconds = 'soon'\n", "intake.settle_seconds"),
+        ("[intake]\nbogus = 1\n", "intake.bogus"),
+        ("[nonsense]\nx = 1\n", "nonsense"),
+        ("[rules]\nwindow_days = 1.5\n", "rules.window_days"),
+        ("[rules]\nout_of_scope_grades = 'GPST1'\n", "rules.out_of_scope_grades"),
+        ("[rules]\nduplicate_report_weekday = 'someday'\n", "rules.duplicate_report_weekday"),
+        ("[log]\nformat = 'xml'\n", "log.format"),
+        ("[store]\nurl = 'mysql://x'\n", "store.url"),
+        ("[[sftp]]\nname = 'a'\nhost = 'h'\nuser = 'u'\n", "sftp[0].private_key"),
+        (
+            "[[sftp]]\nname='a'\nhost='h'\nuser='u'\nprivate_key='nokey'\nknown_hosts='nokh'\n",
+            "sftp[0].private_key",
+        ),
+    ],
+)
+def test_bad_settings_name_the_key(tmp_path: Path, toml: str, key: str) -> None:
+    """An unknown key, a wrong type or a missing key file is refused with the key's name."""
+    path = tmp_path / "g.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        config.load(path)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    """Naming a config file that does not exist is an error, not a silent default."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "absent.toml")
