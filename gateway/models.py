@@ -321,3 +321,46 @@ class Report:
 
     outcomes: list[Outcome] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+
+
+# --- Applicants (spec 6.2) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicantRecord:
+    """One record of an ESR applicant load: a placement as sent to one VPD."""
+
+    placement_id: str
+    vpd: str
+    action: str  # "create" | "update" | "withdraw"
+    employer_role: str  # "Lead" | "Host"
+    position_number: str
+    dpn: str
+    placement: Placement
+    existing_esr_person_id: str | None = None
+    changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SentApplicant:
+    """The applicant register: what was last sent for a placement to one VPD."""
+
+    placement_id: str
+    vpd: str
+    tis_person_id: str
+    position_number: str
+    employer_role: str
+    placement: Placement
+    existing_esr_person_id: str | None = None
+    withdrawn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Occupant:
+    """Someone on a position over a period: a sent placement or an ESR assignment (A7)."""
+
+    tis_person_id: str | None
+    esr_person_id: str | None
+    start: date
+    end: date | None
+    placement_id: str | None = None
