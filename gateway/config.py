@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,19 +204,18 @@ def _section(name: str, cls: type[Any], table: Any) -> Any:
     return cls(**kwargs)
 
 
-def _coerce(key: str, hint: Any, value: Any) -> Any:  # noqa: PLR0911
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-    elif hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif hint is str:
-        if isinstance(value, str):
-            return value
+_SCALARS: dict[Any, tuple[type, ...]] = {
+    bool: (bool,),
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+}
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    if hint in _SCALARS:
+        if isinstance(value, _SCALARS[hint]) and (hint is bool or not isinstance(value, bool)):
+            return float(value) if hint is float else value  # type: ignore[arg-type]
     elif hint is Path:
         if isinstance(value, str) and value:
             return Path(value)
@@ -225,8 +223,6 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:  # noqa: PLR0911
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return tuple(value)
         raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
-    elif isinstance(hint, types.UnionType):
-        raise ConfigError(f"{key}: cannot be set")
     raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 

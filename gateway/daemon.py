@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from types import FrameType
 from typing import TypeVar
 
@@ -95,12 +96,13 @@ class Daemon:
     def _step(self) -> None:
         today = date.today()
         if self._jobs_day != today:
-            if self._guard(lambda: run_jobs(self.pipeline, today)) is not None:
+            ran = self._guard(partial(run_jobs, self.pipeline, today))
+            if ran is not None:
                 self._jobs_day = today
         for path, channel in self.intake.ready():
             if self._stop.is_set():
                 return
-            receipt = self._guard(lambda p=path, c=channel: self.pipeline.claim(p, c))
+            receipt = self._guard(partial(self.pipeline.claim, path, channel))
             if receipt is None:
                 self.intake.later(path, self.settings.intake.retry_seconds or 1.0)
                 continue
@@ -118,6 +120,10 @@ class Daemon:
             self.pipeline.process(receipt, date.today())
         except TransientError as exc:
             self._failed(receipt, exc)
+        except Exception as exc:  # a bug must not crash-loop the daemon on a poison file
+            log.exception("file.failed", file=receipt.name, sha256=receipt.sha256,
+                          channel=receipt.channel, error=type(exc).__name__)
+            self._failed(receipt, TransientError(f"internal error: {type(exc).__name__}"))
         else:
             self._retries.pop(receipt.id, None)
             self.processed += 1

@@ -1,8 +1,8 @@
 """The gateway's exception tree, documented in one place.
 
     GatewayError                 base of everything the gateway raises on purpose
-    ├── ConfigError              the configuration is wrong: names the key; the gateway does not start
-    ├── RejectedFile             permanent: the file's content is wrong; quarantine, acknowledge
+    ├── ConfigError              bad configuration: names the key; the gateway does not start
+    ├── RejectedFile             permanent: the content is wrong; quarantine, acknowledge
     └── TransientError           retry later: disk, store, network; the file stays claimed
         └── StoreUnavailable     the state store cannot be reached or written
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 from gateway import logs
 from gateway.config import WEEKDAYS
@@ -70,11 +71,8 @@ def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
             continue
         plan = job.run(ctx)
         pipeline.commit(
-            0,
-            f"{job.name}-{key}",
-            plan,
-            plan.outputs,
-            lambda job=job, key=key: pipeline.store.set_job_run(job.name, key),
+            0, f"{job.name}-{key}", plan, plan.outputs,
+            partial(pipeline.store.set_job_run, job.name, key),
         )
         log.info("job.done", job=job.name, as_of=key, outputs=len(plan.outputs))
         ran += 1

@@ -25,6 +25,7 @@ ALLOWED_KEYS = frozenset(
         "job", "as_of", "week", "files", "retry_in", "limit", "pid", "inbox", "outbox", "var",
         "store", "version", "signal", "state", "remote", "bytes", "host", "port", "last_success",
         "observer", "held", "released", "duplicate_of", "ack", "errors", "config", "dropped_keys",
+        "exception",
     }
 )
 
@@ -53,7 +54,7 @@ def keep_personal_data_out(
         del event[key]
     if dropped:
         event["dropped_keys"] = len(dropped)
-    for key in ("error", "reason", "event"):
+    for key in ("error", "reason", "event", "exception"):
         value = event.get(key)
         if isinstance(value, str):
             event[key] = scrub(value)

@@ -36,7 +36,7 @@ from gateway.store.base import Receipt, SqlStore
 from gateway.transport import files
 from gateway.xml import writers
 from gateway.xml.schemas import schema
-from gateway.xml.secure import iter_records, read_root, schema_errors
+from gateway.xml.secure import check_well_formed, iter_records, read_root, schema_errors
 
 log = logs.get("gateway.pipeline")
 
@@ -168,6 +168,7 @@ class Pipeline:
         root = read_root(path, limit)
         kind = BY_ROOT.get((root.namespace, root.name))
         if kind is None:
+            check_well_formed(path, limit)
             raise RejectedFile.one(
                 "UNKNOWN_DOCUMENT",
                 f"root element {root.name} in namespace {root.namespace or '(none)'} is not a "
@@ -232,7 +233,7 @@ class Pipeline:
                 self.store.add_pending_outputs(rid, written)
         except BaseException:
             for temp, _final in written:
-                temp.unlink(missing_ok=True)
+                files.discard(temp)
             raise
         faults.crashpoint("committed")
         self._publish(rid, written)

@@ -57,7 +57,9 @@ class RegisterChange:
     extracts: dict[str, list[tuple[Position, bool]]] = field(default_factory=dict)
 
 
-def _outcome(vpd: str, p: Position, result: Result, text: str, reason: str | None = None) -> Outcome:
+def _outcome(
+    vpd: str, p: Position, result: Result, text: str, reason: str | None = None
+) -> Outcome:
     return Outcome(str(p.esr_position_id), result, text, reason=reason, vpd=vpd)
 
 

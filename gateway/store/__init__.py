@@ -14,7 +14,8 @@ def _sqlite(settings: Settings) -> SqlStore:
     from gateway.store.sqlite import SqliteStore  # noqa: PLC0415
 
     path = settings.sqlite_path
-    assert path is not None
+    if path is None:
+        raise ConfigError("store.url: expected sqlite:///PATH")
     return SqliteStore(Path(path))
 
 

@@ -11,10 +11,11 @@ import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gateway.models import Position
+from gateway.models import Occupant, Person, Placement, Position, SentApplicant
 from gateway.store import codec
 
 
@@ -74,7 +75,9 @@ class SqlStore:
 
     # --- ledger --------------------------------------------------------------------------------
 
-    def claim(self, name: str, channel: str, sha256: str, processing_path: Path, at: str) -> Receipt:
+    def claim(
+        self, name: str, channel: str, sha256: str, processing_path: Path, at: str
+    ) -> Receipt:
         """Record a newly claimed file; its acknowledgement name is fixed now, once."""
         stem = Receipt(0, name, channel, sha256, "", "", "", 0, "").stem
         with self.transaction():
@@ -263,6 +266,179 @@ class SqlStore:
         )
         return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
 
+    # --- persons -------------------------------------------------------------------------------
+
+    def replace_persons(self, vpd: str, persons: Sequence[Person]) -> None:
+        """Make ``persons`` the VPD's persons (a person extract is a full snapshot)."""
+        self._execute("DELETE FROM persons WHERE vpd = ?", (vpd,))
+        self._execute("DELETE FROM assignments WHERE vpd = ?", (vpd,))
+        self._executemany(
+            "INSERT INTO persons (vpd, esr_person_id, date_of_birth, data) VALUES (?, ?, ?, ?)",
+            [(vpd, p.esr_person_id, p.date_of_birth.isoformat(), codec.dumps(p)) for p in persons],
+        )
+        self._executemany(
+            "INSERT INTO assignments (vpd, position_number, esr_person_id, status, start_date,"
+            " end_date) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (vpd, a.position_number, p.esr_person_id, a.status, a.start_date.isoformat(),
+                 _iso(a.end_date or a.projected_end_date))
+                for p in persons
+                for a in p.assignments
+            ],
+        )
+
+    def persons(self, vpd: str) -> list[Person]:
+        """Every person of the VPD."""
+        rows = self._execute(
+            "SELECT data FROM persons WHERE vpd = ? ORDER BY esr_person_id", (vpd,)
+        )
+        return [codec.loads(Person, r[0]) for r in rows]
+
+    def persons_born(self, vpd: str, date_of_birth: str) -> list[Person]:
+        """Persons of the VPD born on that day (candidates for a match)."""
+        rows = self._execute(
+            "SELECT data FROM persons WHERE vpd = ? AND date_of_birth = ?", (vpd, date_of_birth)
+        )
+        return [codec.loads(Person, r[0]) for r in rows]
+
+    def assignment_occupants(self, vpd: str, position_number: str) -> list[Occupant]:
+        """ESR assignments on a position that are not terminated."""
+        rows = self._execute(
+            "SELECT esr_person_id, start_date, end_date FROM assignments"
+            " WHERE vpd = ? AND position_number = ? AND status <> 'Terminated'",
+            (vpd, position_number),
+        )
+        return [
+            Occupant(None, str(pid), _day(start), _day(end) if end else None)
+            for pid, start, end in rows
+        ]
+
+    # --- applicant register --------------------------------------------------------------------
+
+    def save_applicants(self, rows: Sequence[SentApplicant], at: str) -> None:
+        """Upsert applicant register rows."""
+        self._executemany(
+            "DELETE FROM applicants WHERE placement_id = ? AND vpd = ?",
+            [(r.placement_id, r.vpd) for r in rows],
+        )
+        self._executemany(
+            "INSERT INTO applicants (placement_id, vpd, tis_person_id, position_number,"
+            " date_of_birth, withdrawn, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.placement_id,
+                    r.vpd,
+                    r.tis_person_id,
+                    r.position_number,
+                    r.placement.trainee.date_of_birth.isoformat(),
+                    1 if r.withdrawn else 0,
+                    codec.dumps(r),
+                    at,
+                )
+                for r in rows
+            ],
+        )
+
+    def sent(self, placement_id: str) -> list[SentApplicant]:
+        """The register rows of a placement, one per VPD it was sent to."""
+        rows = self._execute(
+            "SELECT data FROM applicants WHERE placement_id = ? ORDER BY vpd", (placement_id,)
+        )
+        return [codec.loads(SentApplicant, r[0]) for r in rows]
+
+    def applicants_on(self, vpd: str, position_number: str) -> list[SentApplicant]:
+        """Applicants sent (and not withdrawn) for a position."""
+        rows = self._execute(
+            "SELECT data FROM applicants WHERE vpd = ? AND position_number = ? AND withdrawn = 0",
+            (vpd, position_number),
+        )
+        return [codec.loads(SentApplicant, r[0]) for r in rows]
+
+    def applicants_born(self, vpd: str, date_of_birth: str) -> list[SentApplicant]:
+        """Applicants of the VPD (withdrawn or not) whose trainee was born that day."""
+        rows = self._execute(
+            "SELECT data FROM applicants WHERE vpd = ? AND date_of_birth = ?",
+            (vpd, date_of_birth),
+        )
+        return [codec.loads(SentApplicant, r[0]) for r in rows]
+
+    def hold(self, placement: Placement, source_file: str, sha256: str, due: str, at: str) -> None:
+        """Hold a deferred placement until ``due`` (A3), replacing an earlier hold."""
+        self.release([placement.placement_id])
+        self._execute(
+            "INSERT INTO held_placements (placement_id, due, data, source_file, source_sha256,"
+            " held_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (placement.placement_id, due, codec.dumps(placement), source_file, sha256, at),
+        )
+
+    def release(self, placement_ids: Sequence[str]) -> None:
+        """Forget holds."""
+        self._executemany(
+            "DELETE FROM held_placements WHERE placement_id = ?", [(p,) for p in placement_ids]
+        )
+
+    def held(self, placement_id: str) -> Placement | None:
+        """A held placement, if any."""
+        rows = self._execute(
+            "SELECT data FROM held_placements WHERE placement_id = ?", (placement_id,)
+        )
+        return codec.loads(Placement, rows[0][0]) if rows else None
+
+    def held_due(self, as_of: str) -> list[Placement]:
+        """Held placements due on or before ``as_of``, earliest first."""
+        rows = self._execute(
+            "SELECT data FROM held_placements WHERE due <= ? ORDER BY due, placement_id", (as_of,)
+        )
+        return [codec.loads(Placement, r[0]) for r in rows]
+
+    def held_all(self) -> list[tuple[str, str, str]]:
+        """(placement id, due date, source file) of every hold."""
+        rows = self._execute(
+            "SELECT placement_id, due, source_file FROM held_placements ORDER BY due, placement_id"
+        )
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    # --- check transfers -----------------------------------------------------------------------
+
+    def transferred(self, vpd: str, placement_id: str) -> bool:
+        """Whether checks already went for this applicant (C3)."""
+        rows = self._execute(
+            "SELECT 1 FROM check_transfers WHERE vpd = ? AND placement_id = ?", (vpd, placement_id)
+        )
+        return bool(rows)
+
+    def record_transfer(
+        self, vpd: str, placement_id: str, trac_applicant_id: str, sha256: str, at: str
+    ) -> None:
+        """Remember a one-off check transfer."""
+        self._execute(
+            "INSERT INTO check_transfers (vpd, placement_id, trac_applicant_id, source_sha256,"
+            " transferred_at) VALUES (?, ?, ?, ?, ?)",
+            (vpd, placement_id, trac_applicant_id, sha256, at),
+        )
+
+    # --- person update fingerprints ------------------------------------------------------------
+
+    def fingerprints(self, vpd: str) -> dict[str, tuple[str, bool]]:
+        """esr_person_id → (fingerprint last sent, whether the person was in scope)."""
+        rows = self._execute(
+            "SELECT esr_person_id, fingerprint, in_scope FROM person_fingerprints WHERE vpd = ?",
+            (vpd,),
+        )
+        return {str(p): (str(f), bool(s)) for p, f, s in rows}
+
+    def save_fingerprints(self, vpd: str, rows: Sequence[tuple[str, str, bool]], at: str) -> None:
+        """Upsert (esr_person_id, fingerprint, in_scope) rows."""
+        self._executemany(
+            "DELETE FROM person_fingerprints WHERE vpd = ? AND esr_person_id = ?",
+            [(vpd, p) for p, _f, _s in rows],
+        )
+        self._executemany(
+            "INSERT INTO person_fingerprints (vpd, esr_person_id, fingerprint, in_scope, sent_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(vpd, p, f, 1 if s else 0, at) for p, f, s in rows],
+        )
+
     # --- jobs ----------------------------------------------------------------------------------
 
     def job_last_run(self, name: str) -> str | None:
@@ -274,6 +450,14 @@ class SqlStore:
         """Record that a scheduled job ran for ``key``."""
         self._execute("DELETE FROM jobs WHERE name = ?", (name,))
         self._execute("INSERT INTO jobs (name, last_run) VALUES (?, ?)", (name, key))
+
+
+def _day(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
 
 
 def migrations() -> Iterator[tuple[int, str]]:

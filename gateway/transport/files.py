@@ -6,6 +6,7 @@ every reader (and the SFTP delivery) ignores, and appear only by ``rename``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable
@@ -45,8 +46,14 @@ def write_temp(temp: Path, write: Callable[[BinaryIO], None]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        discard(temp)
         raise TransientError(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file if it is there; never fails (it may sit on a broken path)."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def publish(temp: Path, final: Path) -> None:
@@ -62,7 +69,11 @@ def publish(temp: Path, final: Path) -> None:
 def write_atomic(final: Path, data: bytes) -> None:
     """Write ``data`` to ``final`` so that it appears whole or not at all."""
     temp = temp_path_for(final, "w")
-    write_temp(temp, lambda fh: fh.write(data) and None)
+
+    def write(fh: BinaryIO) -> None:
+        fh.write(data)
+
+    write_temp(temp, write)
     publish(temp, final)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 from typing import Any
 
@@ -203,10 +204,8 @@ def _check_record(element: Any) -> CheckRecord:
             continue
         fields.append((_local(child), text))
         if len(text) == 10 and text[4] == "-" and text[7] == "-":
-            try:
+            with contextlib.suppress(ValueError):
                 dates.append(date.fromisoformat(text))
-            except ValueError:
-                pass
     return CheckRecord(
         kind=_local(element),
         xml=etree.tostring(element, method="c14n"),

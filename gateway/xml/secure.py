@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ class _BoundedReader(io.RawIOBase):
 class _DenyResolver(etree.Resolver):
     """Refuses every external resource: no file, no URL is ever read while parsing."""
 
-    def resolve(self, system_url: str, public_id: str, context: Any) -> Any:
+    def resolve(self, system_url: str, public_id: str, context: Any = None) -> Any:
         raise RejectedFile.one(
             "FORBIDDEN_XML", "the document refers to an external resource, which is not allowed"
         )
@@ -85,7 +86,7 @@ def open_bounded(path: Path, max_bytes: int) -> Iterator[_BoundedReader]:
         inner: IO[bytes] = raw
         if raw.read(2) == _GZIP_MAGIC:
             raw.seek(0)
-            inner = gzip.GzipFile(fileobj=raw, mode="rb")
+            inner = typing.cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb"))
         else:
             raw.seek(0)
         reader = _BoundedReader(inner, max_bytes)
@@ -124,7 +125,7 @@ class Root:
     attributes: dict[str, str]
 
 
-def _iterparse(src: IO[bytes], events: tuple[str, ...], schema: etree.XMLSchema | None) -> Any:
+def _iterparse(src: Any, events: tuple[str, ...], schema: etree.XMLSchema | None) -> Any:
     kwargs: dict[str, Any] = {
         "events": events,
         "resolve_entities": False,
@@ -180,7 +181,7 @@ def read_root(path: Path, max_bytes: int) -> Root:
 
 
 def iter_records(
-    path: Path, schema: etree.XMLSchema, max_bytes: int
+    path: Path, schema: etree.XMLSchema | None, max_bytes: int
 ) -> Iterator[Any]:
     """Yield each child of the root (a record) once complete, validated as the file streams.
 
@@ -208,9 +209,17 @@ def iter_records(
                             while element.getprevious() is not None:
                                 del parent[0]
     except etree.XMLSyntaxError as exc:
-        if any(e.domain == etree.ErrorDomains.SCHEMASV for e in exc.error_log):
+        log: Any = exc.error_log
+        schema_invalid = any(e.domain == etree.ErrorDomains.SCHEMASV for e in log)
+        if schema is not None and schema_invalid:
             raise schema_errors(path, schema, max_bytes) from exc
         raise _not_well_formed(exc) from exc
+
+
+def check_well_formed(path: Path, max_bytes: int) -> None:
+    """Read the whole document (streaming, no schema); raises RejectedFile if it is broken."""
+    for _record in iter_records(path, None, max_bytes):
+        pass
 
 
 def schema_errors(path: Path, schema: etree.XMLSchema, max_bytes: int) -> RejectedFile:
@@ -221,13 +230,14 @@ def schema_errors(path: Path, schema: etree.XMLSchema, max_bytes: int) -> Reject
     parser.resolvers.add(_DenyResolver())
     with open_bounded(path, max_bytes) as src:
         try:
-            tree = etree.parse(src, parser)
+            tree = etree.parse(typing.cast(IO[bytes], src), parser)
         except etree.XMLSyntaxError as exc:
             return _not_well_formed(exc)
     schema.validate(tree)
     lines = _Lines(path, max_bytes)
     errors = []
-    for entry in list(schema.error_log)[:MAX_ERRORS]:
+    log: Any = schema.error_log
+    for entry in list(log)[:MAX_ERRORS]:
         message = clean_message(entry.message)
         errors.append(
             FileError("SCHEMA_INVALID", message, entry.line, lines.column(entry.line, message))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -37,7 +37,7 @@ class _Doc:
     def q(self, name: str) -> str:
         return f"{{{self.ns}}}{name}"
 
-    def leaf(self, name: str, value: object | None, **attrs: str) -> None:
+    def leaf(self, name: str, value: object | None, **attrs: str | None) -> None:
         """``<name>value</name>``, or nothing when value is None."""
         if value is None:
             return
@@ -71,7 +71,9 @@ class _Doc:
 
 
 @contextmanager
-def document(fh: BinaryIO, kind: str, root: str, attrs: dict[str, str | None]) -> Iterator[_Doc]:
+def document(
+    fh: BinaryIO, kind: str, root: str, attrs: Mapping[str, str | None]
+) -> Iterator[_Doc]:
     """Open an XML document of ``kind`` with its root element; yields a writer for its body."""
     ns = NS[kind]
     with etree.xmlfile(fh, encoding="utf-8") as xf:

@@ -1,0 +1,136 @@
+"""The real daemon (``dit-gateway run`` in a subprocess) taking files as partners drop them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from tests import builders as b
+from tests.conftest import write_config
+from tests.daemon import DaemonProcess, wait_until
+from tests.xsdcheck import assert_all_valid, assert_valid
+
+ACK = "{urn:dit-gateway:ack:1}"
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A daemon over a gateway in ``tmp_path`` (started by the test)."""
+    proc = DaemonProcess(tmp_path, write_config(tmp_path))
+    try:
+        yield proc
+    finally:
+        proc.kill()
+
+
+def acks(root: Path) -> list[str]:
+    """Names of the acknowledgements published so far."""
+    folder = root / "outbox" / "reports" / "acks"
+    return sorted(p.name for p in folder.glob("*.ack.xml")) if folder.is_dir() else []
+
+
+def test_daemon_takes_dropped_files_and_stops_cleanly(daemon: DaemonProcess) -> None:
+    """Files dropped whole, slowly in chunks, and under a temp name then renamed are each taken
+    once complete, acknowledged, and the daemon stops on SIGTERM with exit 0."""
+    root = daemon.root
+    inbox = root / "inbox" / "esr"
+    daemon.start()
+    wait_until(inbox.is_dir, what="inbox folders")
+
+    (inbox / "whole.xml").write_text(b.positions("RGT", [b.position(1)]))
+
+    slow = b.positions("R1K", [b.position(i, dpn=f"LDN/R1K/{i}") for i in range(1, 40)]).encode()
+    with (inbox / "slow.xml").open("wb") as fh:
+        for start in range(0, len(slow), len(slow) // 6 + 1):
+            fh.write(slow[start : start + len(slow) // 6 + 1])
+            fh.flush()
+            time.sleep(0.3)
+            assert "slow.ack.xml" not in acks(root), "taken before it was complete"
+
+    temp = inbox / "renamed.xml.part"
+    temp.write_text(b.positions("RDE", [b.position(7, dpn="EOE/RDE/7")]))
+    time.sleep(1.5)
+    assert "renamed.xml.ack.xml" not in acks(root)
+    assert "renamed.ack.xml" not in acks(root)
+    temp.rename(inbox / "renamed.xml")
+
+    wait_until(lambda: len(acks(root)) == 3, what="three acknowledgements")
+    assert acks(root) == ["renamed.ack.xml", "slow.ack.xml", "whole.ack.xml"]
+    for name in acks(root):
+        ack = assert_valid(root / "outbox" / "reports" / "acks" / name)
+        assert ack.get("status") == "processed"
+    slow_ack = etree.parse(str(root / "outbox/reports/acks/slow.ack.xml")).getroot()
+    assert slow_ack.find(f"{ACK}Totals").get("received") == "39"  # type: ignore[union-attr]
+
+    assert daemon.terminate() == 0
+    assert list((root / "var" / "processing").rglob("*")) == [
+        p for p in (root / "var" / "processing").rglob("*") if p.is_dir()
+    ]
+    assert assert_all_valid(root / "outbox") >= 6
+    events = [e["event"] for e in daemon.logs()]
+    assert "daemon.stopped" in events
+
+
+def test_daemon_duplicate_drop_gets_duplicate_ack(daemon: DaemonProcess) -> None:
+    """The same bytes dropped twice: a duplicate acknowledgement and no new output."""
+    root = daemon.root
+    daemon.start()
+    inbox = root / "inbox" / "esr"
+    wait_until(inbox.is_dir, what="inbox folders")
+    text = b.positions("RGT", [b.position(1)])
+    (inbox / "a.xml").write_text(text)
+    wait_until(lambda: acks(root) == ["a.ack.xml"], what="first ack")
+    outputs = sorted(p for p in (root / "outbox").rglob("*") if p.is_file())
+    (inbox / "b.xml").write_text(text)
+    wait_until(lambda: "b.ack.xml" in acks(root), what="duplicate ack")
+    ack = assert_valid(root / "outbox" / "reports" / "acks" / "b.ack.xml")
+    assert ack.get("status") == "duplicate"
+    after = sorted(p for p in (root / "outbox").rglob("*") if p.is_file())
+    assert [p.name for p in after if p not in outputs] == ["b.ack.xml"]
+    assert daemon.terminate() == 0
+
+
+def test_transient_failure_is_retried_then_quarantined(daemon: DaemonProcess) -> None:
+    """A file that cannot be processed for a reason other than its content (its output folder
+    is blocked) stays claimed and is retried with backoff, then quarantined at the limit."""
+    root = daemon.root
+    config = daemon.config.read_text()
+    daemon.config.write_text(config.replace("[intake]\n", "[intake]\nretry_limit = 3\n"))
+    (root / "outbox").mkdir()
+    (root / "outbox" / "tis").write_text("not a folder")  # a real fault: mkdir fails
+    daemon.start()
+    inbox = root / "inbox" / "esr"
+    wait_until(inbox.is_dir, what="inbox folders")
+    (inbox / "pos.xml").write_text(b.positions("RGT", [b.position(1)]))
+    wait_until(lambda: acks(root) == ["pos.ack.xml"], timeout=30, what="give-up ack")
+    ack = assert_valid(root / "outbox" / "reports" / "acks" / "pos.ack.xml")
+    assert ack.get("status") == "rejected"
+    assert ack.find(f"{ACK}Error").get("code") == "PROCESSING_FAILED"  # type: ignore[union-attr]
+    assert (root / "var" / "quarantine" / "pos.xml").exists()
+    retries = [e for e in daemon.logs() if e["event"] == "file.retry"]
+    assert [e["attempt"] for e in retries] == [1, 2]
+    assert retries[1]["retry_in"] > retries[0]["retry_in"]
+    assert daemon.terminate() == 0
+
+
+def test_transient_failure_recovers_when_the_fault_clears(daemon: DaemonProcess) -> None:
+    """Once the blocked folder is freed, the retried file is processed normally."""
+    root = daemon.root
+    (root / "outbox").mkdir()
+    blocker = root / "outbox" / "tis"
+    blocker.write_text("not a folder")
+    daemon.start()
+    inbox = root / "inbox" / "esr"
+    wait_until(inbox.is_dir, what="inbox folders")
+    (inbox / "pos.xml").write_text(b.positions("RGT", [b.position(1)]))
+    wait_until(lambda: any(e["event"] == "file.retry" for e in daemon.logs()), what="a retry")
+    blocker.unlink()
+    wait_until(lambda: acks(root) == ["pos.ack.xml"], what="ack after recovery")
+    ack = assert_valid(root / "outbox" / "reports" / "acks" / "pos.ack.xml")
+    assert ack.get("status") == "processed"
+    assert (root / "outbox" / "tis" / "EOE" / "positions-RGT-2026-11-02.xml").exists()
+    assert daemon.terminate() == 0

@@ -1,0 +1,160 @@
+"""A file's life through the pipeline: outputs, acknowledgement, archive, duplicates, refusals."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import date
+from pathlib import Path
+
+from lxml import etree
+
+from tests import builders as b
+from tests.conftest import Gateway
+from tests.xsdcheck import assert_all_valid, assert_valid
+
+AS_OF = date(2026, 11, 2)
+ACK = "{urn:dit-gateway:ack:1}"
+
+
+def ack_of(gw: Gateway, stem: str) -> etree._Element:
+    """The acknowledgement of an input, checked against its XSD."""
+    return assert_valid(gw.settings.paths.acks / f"{stem}.ack.xml")
+
+
+def totals(ack: etree._Element) -> dict[str, int]:
+    """The acknowledgement's totals as numbers."""
+    node = ack.find(f"{ACK}Totals")
+    assert node is not None
+    return {k: int(v) for k, v in node.attrib.items()}
+
+
+def test_position_extract_gives_extract_notifications_and_ack(gateway: Gateway) -> None:
+    """A valid position extract yields a TIS extract, notifications and an ack, all valid."""
+    records = [b.position(1), b.position(2, dpn="LDN/R1K/2"), b.position(3, dpn=None)]
+    text = b.positions("RGT", records)
+    assert gateway.process("esr", "pos1.xml", text, AS_OF) == "processed"
+    outbox = gateway.settings.paths.outbox
+    names = sorted(p.relative_to(outbox).as_posix() for p in gateway.outbox())
+    assert "tis/EOE/positions-RGT-2026-11-02.xml" in names
+    assert "tis/LDN/positions-RGT-2026-11-02.xml" in names
+    assert "reports/acks/pos1.ack.xml" in names
+    notes = [n for n in names if n.startswith("reports/RGT/notifications-pos1-")]
+    assert [n.rsplit(".", 1)[1] for n in notes] == ["csv", "xml"]
+    assert assert_all_valid(gateway.settings.paths.outbox) == 4
+    ack = ack_of(gateway, "pos1")
+    assert ack.get("status") == "processed"
+    t = totals(ack)
+    assert t["received"] == 3
+    assert t["received"] == sum(v for k, v in t.items() if k != "received")
+    assert len(ack.findall(f"{ACK}Outcome")) == 3
+    assert list((gateway.settings.paths.processing / "esr").iterdir()) == []
+    assert len(list(gateway.settings.paths.archive.rglob("pos1.xml"))) == 1
+
+
+def test_same_bytes_twice_is_a_duplicate_with_no_new_output(gateway: Gateway) -> None:
+    """The same content dropped again is acknowledged as a duplicate naming the first file."""
+    text = b.positions("RGT", [b.position(1)])
+    gateway.process("esr", "first.xml", text, AS_OF)
+    before = {p: p.stat().st_mtime_ns for p in gateway.outbox()}
+    assert gateway.process("esr", "again.xml", text, AS_OF) == "duplicate"
+    after = {p: p.stat().st_mtime_ns for p in gateway.outbox()}
+    new = sorted(set(after) - set(before))
+    assert [p.name for p in new] == ["again.ack.xml"]
+    assert all(after[p] == before[p] for p in before)
+    ack = ack_of(gateway, "again")
+    assert ack.get("status") == "duplicate"
+    assert ack.get("duplicateOf") == "first.xml"
+    error = ack.find(f"{ACK}Error")
+    assert error is not None
+    assert error.get("code") == "DUPLICATE_FILE"
+
+
+def test_same_name_twice_gets_a_second_ack_name(gateway: Gateway) -> None:
+    """A second file with the same name keeps the first acknowledgement intact."""
+    gateway.process("esr", "daily.xml", b.positions("RGT", [b.position(1)]), AS_OF)
+    gateway.process("esr", "daily.xml", b.positions("RGT", [b.position(2)]), AS_OF)
+    acks = sorted(p.name for p in gateway.settings.paths.acks.iterdir())
+    assert acks[0] == "daily.2.ack.xml"
+    assert acks[1] == "daily.ack.xml"
+
+
+def test_wrong_channel_is_quarantined(gateway: Gateway) -> None:
+    """A position extract dropped into inbox/tis is refused with WRONG_CHANNEL."""
+    assert gateway.process("tis", "pos.xml", b.positions("RGT", [b.position(1)]), AS_OF) == (
+        "rejected"
+    )
+    ack = ack_of(gateway, "pos")
+    assert ack.get("status") == "rejected"
+    assert ack.find(f"{ACK}Error").get("code") == "WRONG_CHANNEL"  # type: ignore[union-attr]
+    assert (gateway.settings.paths.quarantine / "pos.xml").exists()
+    assert not (gateway.settings.paths.outbox / "tis").exists()
+
+
+def test_unknown_document_is_quarantined(gateway: Gateway) -> None:
+    """A well-formed document of another namespace is refused with UNKNOWN_DOCUMENT."""
+    gateway.process("esr", "odd.xml", '<Foo xmlns="urn:other"/>', AS_OF)
+    assert ack_of(gateway, "odd").find(f"{ACK}Error").get("code") == "UNKNOWN_DOCUMENT"  # type: ignore[union-attr]
+
+
+def test_schema_errors_are_listed_with_line_and_column(gateway: Gateway) -> None:
+    """Every schema error is listed with its line and column, and the values are not echoed."""
+    text = b.positions(
+        "RGT",
+        [
+            b.position(1),
+            b.position(2, status="Sleeping"),
+            b.position(3, ptype="Triple"),
+        ],
+    )
+    gateway.process("esr", "bad.xml", text, AS_OF)
+    errors = ack_of(gateway, "bad").findall(f"{ACK}Error")
+    assert [e.get("code") for e in errors] == ["SCHEMA_INVALID", "SCHEMA_INVALID"]
+    assert [int(e.get("line", "0")) for e in errors] == [4, 5]
+    assert all(int(e.get("column", "0")) > 1 for e in errors)
+    text_all = " ".join(e.text or "" for e in errors)
+    assert "Sleeping" not in text_all
+    assert "Triple" not in text_all
+    assert "HiringStatus" in text_all
+
+
+def test_not_well_formed_reports_line(gateway: Gateway) -> None:
+    """A broken document is NOT_WELL_FORMED with the line of the break."""
+    gateway.process("esr", "broken.xml", "<a>\n<b>\n</a>", AS_OF)
+    error = ack_of(gateway, "broken").find(f"{ACK}Error")
+    assert error is not None
+    assert error.get("code") == "NOT_WELL_FORMED"
+    assert int(error.get("line", "0")) == 3
+
+
+def test_gzip_input_is_read(gateway: Gateway) -> None:
+    """A gzip-compressed extract is decompressed (within the size bound) and processed."""
+    data = gzip.compress(b.positions("RGT", [b.position(1)]).encode())
+    assert gateway.process("esr", "pos.xml.gz", data, AS_OF) == "processed"
+    assert ack_of(gateway, "pos").get("status") == "processed"
+
+
+def test_recovery_reprocesses_a_claimed_file(gateway: Gateway) -> None:
+    """A file left claimed (crash before commit) is processed on recovery, once."""
+    path = gateway.drop("esr", "pos.xml", b.positions("RGT", [b.position(1)]))
+    gateway.pipeline.claim(path, "esr")
+    todo = gateway.pipeline.recover()
+    assert len(todo) == 1
+    assert gateway.pipeline.process(todo[0], AS_OF) == "processed"
+    assert gateway.pipeline.recover() == []
+    assert [p.name for p in gateway.settings.paths.acks.iterdir()] == ["pos.ack.xml"]
+
+
+def test_recovery_claims_an_unrecorded_file(gateway: Gateway) -> None:
+    """A file moved into processing whose claim was never recorded is claimed on recovery."""
+    folder = gateway.settings.paths.processing / "esr"
+    folder.mkdir(parents=True)
+    (folder / "lost.xml").write_text(b.positions("RGT", [b.position(1)]))
+    todo = gateway.pipeline.recover()
+    assert [r.name for r in todo] == ["lost.xml"]
+
+
+def test_process_leaves_nothing_temporary(gateway: Gateway, tmp_path: Path) -> None:
+    """After processing, no temporary file is left anywhere under outbox or var."""
+    gateway.process("esr", "pos.xml", b.positions("RGT", [b.position(1)]), AS_OF)
+    leftovers = [p for p in tmp_path.rglob(".*") if p.is_file()]
+    assert leftovers == []
