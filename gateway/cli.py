@@ -14,14 +14,18 @@ import click
 from gateway import config as config_module
 from gateway import logs
 from gateway.errors import ConfigError, GatewayError, RejectedFile, TransientError
-from gateway.flows import Flow
+from gateway.flows import Context, Flow
+from gateway.flows import persons as persons_flow
 from gateway.flows import positions as positions_flow
 from gateway.pipeline import Pipeline
 from gateway.store import SqlStore, open_store
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
-FLOWS: dict[str, Flow] = {"positions": positions_flow.plan}
+FLOWS: dict[str, Flow] = {
+    "positions": positions_flow.plan,
+    "persons": persons_flow.plan,
+}
 
 
 def _config_option(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -166,6 +170,41 @@ def tick(config_path: Path | None, as_of: datetime | None) -> None:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_REJECTED)
     click.echo(f"{ran} job(s) run")
+    sys.exit(EXIT_OK)
+
+
+@main.group()
+def extract() -> None:
+    """Write an extract on demand (outside the daily flow)."""
+
+
+@extract.command("persons")
+@_config_option
+@_as_of_option
+@click.option("--vpd", required=True, help="The VPD whose persons to send, e.g. RGT.")
+@click.option("--full", is_flag=True, required=True,
+              help="Send everyone in scope, not only what changed (required: the delta is sent "
+                   "automatically with each ESR person extract).")
+def extract_persons(config_path: Path | None, as_of: datetime | None, vpd: str,
+                    full: bool) -> None:
+    """Send TIS a full person update for one VPD: outbox/tis/<DEANERY>/persons-<VPD>-<date>.xml.
+
+    Everyone in scope (U1) goes out, whatever was sent before; the fingerprints are updated so
+    the next daily delta starts from here.
+    """
+    settings = _settings(config_path)
+    day = _day(as_of)
+    with _pipeline(settings) as pipeline:
+        ctx = Context(settings, pipeline.store, day, pipeline.clock())
+        plan, sent = persons_flow.full_plan(ctx, vpd)
+        try:
+            pipeline.commit(0, f"persons-full-{vpd}-{day}", plan, plan.outputs, lambda: None)
+        except TransientError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_REJECTED)
+    for output in plan.outputs:
+        click.echo(str(output.path))
+    click.echo(f"{len(plan.outputs)} file(s), {sent} person(s) in scope sent")
     sys.exit(EXIT_OK)
 
 

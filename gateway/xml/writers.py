@@ -250,3 +250,56 @@ def write_position_extract(
                         ("Duplicate", "true" if post.duplicate else "false"),
                     ]
                 )
+
+
+def write_person_update(
+    fh: BinaryIO,
+    deanery: str,
+    vpd: str,
+    extract_date: str,
+    kind: str,
+    generated_at: str,
+    rows: Iterable[Any],
+) -> None:
+    """A TIS person update for one (deanery, VPD); rows are ``rules.persons.PersonRow``."""
+    attrs = {
+        "deanery": deanery,
+        "vpd": vpd,
+        "extractDate": extract_date,
+        "type": kind,
+        "generatedAt": generated_at,
+    }
+    with document(fh, "person-update", "PersonUpdate", attrs) as doc:
+        for row in rows:
+            p = row.person
+            with doc.element("Person", {"esrPersonId": p.esr_person_id}):
+                doc.leaves(
+                    [
+                        ("DeaneryPostNumber", row.dpn),
+                        ("PositionNumber", row.position_number),
+                        ("Title", p.title),
+                        ("Forenames", p.forenames),
+                        ("Surname", p.surname),
+                        ("PreviousSurname", p.previous_surname),
+                        ("KnownAs", p.known_as),
+                        ("DateOfBirth", p.date_of_birth.isoformat()),
+                        ("Gender", p.gender),
+                        ("NationalInsuranceNumber", p.nino),
+                        ("EthnicOrigin", p.ethnic_origin),
+                        ("Email", p.email),
+                        ("HomePhone", p.home_phone),
+                        ("MobilePhone", p.mobile_phone),
+                    ]
+                )
+                doc.address(p.address)
+                doc.leaf("GmcNumber", p.gmc_number)
+                for absence in p.absences:
+                    with doc.element("Absence"):
+                        doc.leaves(
+                            [
+                                ("Type", absence.type),
+                                ("StartDate", absence.start_date.isoformat()),
+                                ("EndDate", absence.end_date.isoformat()
+                                 if absence.end_date else None),
+                            ]
+                        )

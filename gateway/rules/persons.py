@@ -1,0 +1,126 @@
+"""ESR persons → TIS person update (spec 6.4, U1–U3).
+
+Decisions (docs/decisions.md): a person in scope through several assignments is sent with the
+one that started last; a person out of scope is acknowledged ``unchanged`` with the reason; a
+deanery with nothing to send gets no file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+from gateway.models import Assignment, Outcome, Person, Position, Result
+from gateway.rules.positions import deanery_of, on_interface
+from gateway.store import codec
+
+SCOPE_STATUSES = frozenset({"Active", "Maternity & Adoption"})
+
+
+def scope(
+    person: Person, positions: Mapping[str, Position], as_of: date
+) -> tuple[Assignment, Position] | None:
+    """U1: the assignment that puts the person in scope (latest start wins), or None."""
+    qualifying = [
+        (a, positions[a.position_number])
+        for a in person.assignments
+        if not a.honorary
+        and a.status in SCOPE_STATUSES
+        and a.position_number in positions
+        and on_interface(positions[a.position_number], as_of)
+    ]
+    if not qualifying:
+        return None
+    return max(qualifying, key=lambda pair: (pair[0].start_date, pair[0].assignment_number))
+
+
+def why_out_of_scope(person: Person, positions: Mapping[str, Position], as_of: date) -> str:
+    """A sentence saying why no assignment qualifies (for the acknowledgement)."""
+    if all(a.honorary for a in person.assignments):
+        return "honorary (host) records never flow: the lead employer's record is the master"
+    paid = [a for a in person.assignments if not a.honorary]
+    if not any(a.status in SCOPE_STATUSES for a in paid):
+        return "no Active or Maternity & Adoption assignment"
+    return "no assignment on a position of this VPD that is on the interface"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRow:
+    """One person as the update sends them."""
+
+    person: Person
+    dpn: str
+    position_number: str
+    deanery: str
+    fingerprint: str
+
+
+def fingerprint(person: Person, dpn: str, position_number: str) -> str:
+    """U2: the content sent for a person (4.2 fields, DPN, position, absences), hashed."""
+    sent = replace(person, assignments=())
+    text = codec.dumps({"person": sent, "dpn": dpn, "position": position_number})
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(slots=True)
+class PersonUpdate:
+    """What one person extract (or a full run) sends and remembers."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    by_deanery: dict[str, list[PersonRow]] = field(default_factory=dict)
+    fingerprints: list[tuple[str, str, bool]] = field(default_factory=list)
+
+    @property
+    def sent(self) -> int:
+        """How many persons go out."""
+        return sum(len(rows) for rows in self.by_deanery.values())
+
+
+def person_update(
+    vpd: str,
+    persons: Iterable[Person],
+    positions: Iterable[Position],
+    previous: Mapping[str, tuple[str, bool]],
+    as_of: date,
+    *,
+    full: bool = False,
+) -> PersonUpdate:
+    """U1–U3: who goes to which deanery, and the fingerprints to remember."""
+    by_number = {p.position_number: p for p in positions}
+    update = PersonUpdate()
+    for person in persons:
+        pid = person.esr_person_id
+        found = scope(person, by_number, as_of)
+        last = previous.get(pid)
+        if found is None:
+            reason = why_out_of_scope(person, by_number, as_of)
+            update.outcomes.append(
+                Outcome(pid, Result.UNCHANGED, f"Not sent to TIS: {reason}.", vpd=vpd)
+            )
+            if last is not None and last[1]:
+                update.fingerprints.append((pid, last[0], False))
+            continue
+        assignment, position = found
+        dpn = position.dpn or ""
+        row = PersonRow(
+            person, dpn, assignment.position_number, deanery_of(position),
+            fingerprint(person, dpn, assignment.position_number),
+        )
+        changed = last is None or last[0] != row.fingerprint or not last[1]
+        if changed or full:
+            update.by_deanery.setdefault(row.deanery, []).append(row)
+            update.fingerprints.append((pid, row.fingerprint, True))
+        result = (
+            Result.LOADED if last is None
+            else Result.UPDATED if changed
+            else Result.UNCHANGED
+        )
+        text = {
+            Result.LOADED: f"Sent to TIS {row.deanery} for the first time.",
+            Result.UPDATED: f"Changed since last sent: sent to TIS {row.deanery}.",
+            Result.UNCHANGED: "Unchanged since last sent." + (" Sent in full." if full else ""),
+        }[result]
+        update.outcomes.append(Outcome(pid, result, text, vpd=vpd))
+    return update
