@@ -67,6 +67,14 @@ class SqlStore:
         """Release connections."""
         raise NotImplementedError
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one portable SQL statement (``?`` placeholders), for ledgers in other modules."""
+        return self._execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one portable SQL statement for many rows."""
+        self._executemany(sql, rows)
+
     def __enter__(self) -> SqlStore:
         return self
 
