@@ -14,7 +14,6 @@ from datetime import date
 
 from gateway.models import Assignment, Outcome, Person, Position, Result
 from gateway.rules.positions import deanery_of, on_interface
-from gateway.store import codec
 
 SCOPE_STATUSES = frozenset({"Active", "Maternity & Adoption"})
 
@@ -60,7 +59,8 @@ class PersonRow:
 def fingerprint(person: Person, dpn: str, position_number: str) -> str:
     """U2: the content sent for a person (4.2 fields, DPN, position, absences), hashed."""
     sent = replace(person, assignments=())
-    text = codec.dumps({"person": sent, "dpn": dpn, "position": position_number})
+    # The dataclass repr is deterministic and names every field: cheap and complete.
+    text = repr((sent, dpn, position_number))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

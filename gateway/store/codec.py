@@ -12,9 +12,22 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_SIMPLE = (str, int, float, bool, type(None))
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def _plain(value: Any) -> Any:
+    if isinstance(value, _SIMPLE):
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: _plain(getattr(value, name)) for name in _names(type(value))}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
@@ -52,9 +65,14 @@ def _build(hint: Any, value: Any) -> Any:  # noqa: PLR0911
     return value
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def loads_into(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a dataclass of type ``cls`` from plain data."""
-    hints = typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
     return cls(**{k: _build(hints[k], v) for k, v in data.items() if k in hints})
 
 

@@ -32,7 +32,8 @@ CHECK_KINDS = (
 
 
 def _local(element: Any) -> str:
-    return etree.QName(element).localname
+    tag: str = element.tag
+    return tag.rpartition("}")[2]
 
 
 def _children(element: Any) -> dict[str, Any]:

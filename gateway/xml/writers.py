@@ -15,7 +15,15 @@ from typing import Any, BinaryIO
 from lxml import etree
 
 from gateway.errors import FileError
-from gateway.models import Address, Notice, Outcome, Position, Totals
+from gateway.models import (
+    Address,
+    ApplicantRecord,
+    CheckRecord,
+    Notice,
+    Outcome,
+    Position,
+    Totals,
+)
 
 NS = {
     "ack": "urn:dit-gateway:ack:1",
@@ -49,7 +57,7 @@ class _Doc:
         for name, value in pairs:
             self.leaf(name, value)
 
-    def element(self, name: str, attrs: dict[str, str | None] | None = None) -> Any:
+    def element(self, name: str, attrs: Mapping[str, str | None] | None = None) -> Any:
         clean = {k: v for k, v in (attrs or {}).items() if v is not None}
         return self.xf.element(self.q(name), clean)
 
@@ -303,3 +311,86 @@ def write_person_update(
                                  if absence.end_date else None),
                             ]
                         )
+
+
+def write_applicant_load(
+    fh: BinaryIO,
+    vpd: str,
+    generated_at: str,
+    source_file: str,
+    source_sha256: str,
+    records: Iterable[ApplicantRecord],
+) -> None:
+    """An ESR applicant load for one VPD."""
+    attrs = {
+        "vpd": vpd,
+        "generatedAt": generated_at,
+        "sourceFile": source_file,
+        "sourceSha256": source_sha256,
+    }
+    with document(fh, "applicant-load", "ApplicantLoad", attrs) as doc:
+        for r in records:
+            p = r.placement
+            t = p.trainee
+            with doc.element("Applicant", {"placementId": r.placement_id, "action": r.action}):
+                doc.leaves(
+                    [
+                        ("ApplicantStatus", APPLICANT_STATUS),
+                        ("ExistingEsrPersonId", r.existing_esr_person_id),
+                        ("EmployerRole", r.employer_role),
+                        ("PositionNumber", r.position_number),
+                        ("DeaneryPostNumber", r.dpn),
+                        ("ProjectedHireDate", p.start.isoformat()),
+                        ("ProjectedEndDate", p.end.isoformat()),
+                        ("WholeTimeEquivalent", p.wte),
+                        ("Grade", p.grade),
+                        ("Specialty", p.specialty),
+                        ("PlacementType", p.placement_type),
+                        ("Forenames", t.forenames),
+                        ("Surname", t.surname),
+                        ("DateOfBirth", t.date_of_birth.isoformat()),
+                        ("Gender", t.gender),
+                        ("NationalInsuranceNumber", t.nino),
+                        ("GmcNumber", t.gmc_number),
+                        ("Email", t.email),
+                        ("MobilePhone", t.mobile_phone),
+                    ]
+                )
+                doc.address(t.address)
+                if r.changed:
+                    with doc.element("Changed"):
+                        for name in r.changed:
+                            doc.leaf("Field", name)
+
+
+APPLICANT_STATUS = "Preferred Applicant"
+
+
+def write_check_load(
+    fh: BinaryIO,
+    vpd: str,
+    generated_at: str,
+    source_file: str,
+    source_sha256: str,
+    transfers: Iterable[tuple[str, str, Iterable[CheckRecord]]],
+) -> None:
+    """An ESR check load: per applicant (placementId, tracApplicantId, checks) the eligible
+    check records exactly as received, moved into the check-load namespace."""
+    attrs = {
+        "vpd": vpd,
+        "generatedAt": generated_at,
+        "sourceFile": source_file,
+        "sourceSha256": source_sha256,
+    }
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    with document(fh, "check-load", "CheckLoad", attrs) as doc:
+        for placement_id, trac_id, checks in transfers:
+            ids = {"placementId": placement_id, "tracApplicantId": trac_id}
+            with doc.element("ApplicantChecks", ids):
+                for check in checks:
+                    element = etree.fromstring(check.xml, parser)
+                    for node in element.iter():
+                        if isinstance(node.tag, str):
+                            node.tag = doc.q(etree.QName(node).localname)
+                    etree.cleanup_namespaces(element)
+                    doc.xf.write(element)

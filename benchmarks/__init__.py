@@ -1,0 +1,1 @@
+"""Benchmarks: data generators and timed runs (``python benchmarks/<name>.py``)."""
