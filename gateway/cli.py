@@ -13,18 +13,22 @@ import click
 
 from gateway import config as config_module
 from gateway import logs
+from gateway.documents import BY_ROOT
 from gateway.errors import ConfigError, GatewayError, RejectedFile, TransientError
 from gateway.flows import Context, Flow
 from gateway.flows import persons as persons_flow
+from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
 from gateway.pipeline import Pipeline
 from gateway.store import SqlStore, open_store
+from gateway.xml.secure import read_root
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
 FLOWS: dict[str, Flow] = {
     "positions": positions_flow.plan,
     "persons": persons_flow.plan,
+    "placements": placements_flow.plan,
 }
 
 
@@ -114,9 +118,11 @@ def _channel_of(path: Path, settings: config_module.Settings, pipeline: Pipeline
     if parent.parent == settings.paths.inbox.resolve() and parent.name in config_module.CHANNELS:
         return parent.name
     try:
-        return pipeline.parse(path, None).kind.channel.value
+        root = read_root(path, settings.intake.max_bytes)
     except RejectedFile:
         return config_module.UNKNOWN_CHANNEL
+    kind = BY_ROOT.get((root.namespace, root.name))
+    return kind.channel.value if kind else config_module.UNKNOWN_CHANNEL
 
 
 @main.command()
@@ -258,6 +264,10 @@ def status(config_path: Path | None) -> None:
         click.echo("in processing:")
         open_receipts = store.open_receipts()
         click.echo(f"  {len(open_receipts)}")
+        held = store.held_all()
+        click.echo(f"held placements (A3): {len(held)}")
+        for placement_id, due, source in held:
+            click.echo(f"  {placement_id:20} due {due}  from {source}")
         for line in _status_sections(store):
             click.echo(line)
         click.echo("last extracts:")

@@ -14,6 +14,7 @@ from functools import partial
 from gateway import logs
 from gateway.config import WEEKDAYS
 from gateway.flows import Context, Plan, notification_outputs
+from gateway.flows.placements import release_plan
 from gateway.models import Notice, NoticeType
 from gateway.pipeline import Pipeline
 from gateway.rules.positions import duplicate_dpns, on_interface
@@ -58,7 +59,14 @@ def _weekly_due(ctx: Context) -> str | None:
     return ctx.as_of.isoformat()
 
 
-JOBS: list[Job] = [Job("duplicate-report", _weekly_due, duplicate_report)]
+def _daily_due(ctx: Context) -> str | None:
+    return ctx.as_of.isoformat()
+
+
+JOBS: list[Job] = [
+    Job("release-deferred", _daily_due, release_plan),
+    Job("duplicate-report", _weekly_due, duplicate_report),
+]
 
 
 def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
@@ -74,6 +82,7 @@ def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
             0, f"{job.name}-{key}", plan, plan.outputs,
             partial(pipeline.store.set_job_run, job.name, key),
         )
-        log.info("job.done", job=job.name, as_of=key, outputs=len(plan.outputs))
+        log.info("job.done", job=job.name, as_of=key, outputs=len(plan.outputs),
+                 records=len(plan.outcomes))
         ran += 1
     return ran

@@ -399,6 +399,13 @@ class SqlStore:
         )
         return [codec.loads(Placement, r[0]) for r in rows]
 
+    def held_sources(self) -> list[tuple[str, str, str, str]]:
+        """(placement id, due, source file, source SHA-256) of every hold."""
+        rows = self._execute(
+            "SELECT placement_id, due, source_file, source_sha256 FROM held_placements"
+        )
+        return [(str(a), str(b), str(c), str(d)) for a, b, c, d in rows]
+
     def held_all(self) -> list[tuple[str, str, str]]:
         """(placement id, due date, source file) of every hold."""
         rows = self._execute(

@@ -23,7 +23,7 @@ def _names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any) -> Any:  # noqa: PLR0911  (one return per kind of value)
     if isinstance(value, _SIMPLE):
         return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -44,7 +44,7 @@ def dumps(record: Any) -> str:
     return json.dumps(_plain(record), sort_keys=True, separators=(",", ":"))
 
 
-def _build(hint: Any, value: Any) -> Any:  # noqa: PLR0911
+def _build(hint: Any, value: Any) -> Any:  # noqa: PLR0911  (one return per kind of type)
     if value is None:
         return None
     origin = typing.get_origin(hint)

@@ -1,0 +1,138 @@
+"""TIS placement file → ESR applicant loads, MSO notifications, the applicant register (6.2).
+
+Also the daily release of held placements (A3), as a scheduled job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import partial
+
+from gateway.flows import Context, Output, Plan, notification_outputs
+from gateway.models import (
+    ApplicantRecord,
+    Occupant,
+    Person,
+    Placement,
+    PlacementFile,
+    Position,
+    SentApplicant,
+)
+from gateway.rules.placements import PlacementDecision, decide, decide_released
+from gateway.store.base import SqlStore
+from gateway.xml import writers
+
+MAX_PER_POSITION = 40  # A13: ESR quarantines a load with more records against one position
+
+
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    """The read-only view of state the placement rules ask for, answered by the store."""
+
+    store: SqlStore
+
+    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
+        """(vpd, position) of every position carrying the DPN."""
+        return self.store.positions_with_dpn(dpn)
+
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person]:
+        """ESR persons of the VPD born that day."""
+        return self.store.persons_born(vpd, date_of_birth.isoformat())
+
+    def sent(self, placement_id: str) -> Sequence[SentApplicant]:
+        """The applicant register rows of a placement."""
+        return self.store.sent(placement_id)
+
+    def occupants(self, vpd: str, position_number: str) -> Sequence[Occupant]:
+        """Sent placements and ESR assignments on a position."""
+        sent = [
+            Occupant(
+                a.tis_person_id, None, a.placement.start, a.placement.end, a.placement_id
+            )
+            for a in self.store.applicants_on(vpd, position_number)
+        ]
+        return sent + self.store.assignment_occupants(vpd, position_number)
+
+    def held(self, placement_id: str) -> Placement | None:
+        """A held (deferred) placement."""
+        return self.store.held(placement_id)
+
+
+def plan(document: PlacementFile, ctx: Context) -> Plan:
+    """Apply rules A1–A13 to a placement file."""
+    decision = decide(document.placements, StoreView(ctx.store), ctx.as_of, ctx.settings.rules)
+    stem = ctx.receipt.stem if ctx.receipt else "placements"
+    source = ctx.receipt.name if ctx.receipt else stem
+    sha = ctx.receipt.sha256 if ctx.receipt else ""
+    name = f"{stem}-{ctx.sha12}"
+    outputs = load_outputs(ctx, decision.records, name, source, sha)
+    outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
+    result = Plan(outcomes=decision.outcomes, outputs=outputs)
+    result.changes.append(partial(_remember, decision, ctx, source, sha))
+    return result
+
+
+def load_outputs(
+    ctx: Context, records: Sequence[ApplicantRecord], name: str, source: str, sha: str
+) -> list[Output]:
+    """Applicant load files per VPD, never more than 40 records against one position (A13)."""
+    files: dict[tuple[str, int], list[ApplicantRecord]] = {}
+    per_position: dict[tuple[str, str], int] = {}
+    for record in records:
+        key = (record.vpd, record.position_number)
+        index = per_position.get(key, 0) // MAX_PER_POSITION
+        per_position[key] = per_position.get(key, 0) + 1
+        files.setdefault((record.vpd, index), []).append(record)
+    outputs = []
+    for (vpd, index), rows in sorted(files.items()):
+        suffix = "" if index == 0 else f"-{index + 1}"
+        path = ctx.settings.paths.outbox / "esr" / vpd / f"applicants-{name}{suffix}.xml"
+        write = partial(
+            writers.write_applicant_load, vpd=vpd, generated_at=ctx.now, source_file=source,
+            source_sha256=sha, records=rows,
+        )
+        outputs.append(Output(path, write))
+    return outputs
+
+
+def _remember(
+    decision: PlacementDecision, ctx: Context, source: str, sha: str, store: SqlStore
+) -> None:
+    store.save_applicants(decision.register, ctx.now)
+    store.release(decision.release)
+    window = timedelta(days=ctx.settings.rules.window_days)
+    for placement in decision.hold:
+        due = (placement.start - window).isoformat()
+        store.hold(placement, source, sha, due, ctx.now)
+
+
+def release_plan(ctx: Context) -> Plan:
+    """The daily job: send held placements now due (start − 91 days ≤ as-of), rules applied
+    afresh; their outcomes reach the MSO as READY_TO_HIRE or REJECTED notifications."""
+    due = ctx.store.held_due(ctx.as_of.isoformat())
+    if not due:
+        return Plan()
+    decision = decide_released(due, StoreView(ctx.store), ctx.as_of, ctx.settings.rules)
+    name = f"released-{ctx.as_of.isoformat()}"
+    sources = {pid: (f, s) for pid, _due, f, s in ctx.store.held_sources()}
+    outputs: list[Output] = []
+    by_source: dict[tuple[str, str], list[ApplicantRecord]] = {}
+    for record in decision.records:
+        by_source.setdefault(sources.get(record.placement_id, ("released", "0" * 64)), []).append(
+            record
+        )
+    for (source, sha), records in sorted(by_source.items()):
+        outputs += load_outputs(ctx, records, f"{_stem(source)}-{sha[:12]}-{name}", source, sha)
+    outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
+    result = Plan(outcomes=decision.outcomes, outputs=outputs)
+    result.changes.append(partial(_remember, decision, ctx, "released", "0" * 64))
+    return result
+
+
+def _stem(name: str) -> str:
+    for suffix in (".gz", ".xml"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
