@@ -16,6 +16,7 @@ from gateway import logs
 from gateway.documents import BY_ROOT
 from gateway.errors import ConfigError, GatewayError, RejectedFile, TransientError
 from gateway.flows import Context, Flow
+from gateway.flows import checks as checks_flow
 from gateway.flows import persons as persons_flow
 from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
@@ -29,6 +30,7 @@ FLOWS: dict[str, Flow] = {
     "positions": positions_flow.plan,
     "persons": persons_flow.plan,
     "placements": placements_flow.plan,
+    "checks": checks_flow.plan,
 }
 
 

@@ -222,3 +222,68 @@ def persons(vpd: str, persons: Iterable[str], *, extract_date: str = "2026-11-02
         + "\n".join(persons)
         + "\n</PersonExtract>\n"
     )
+
+
+def dbs(number: str = "001234567890", issued: str = "2027-04-01") -> str:
+    """A DbsCheck element."""
+    return (
+        f"<DbsCheck>{_el('CertificateNumber', number)}{_el('DisclosureLevel', 'Enhanced')}"
+        f"{_el('IssueDate', issued)}{_el('Outcome', 'Clear')}</DbsCheck>"
+    )
+
+
+def reference(received: str = "2027-04-02") -> str:
+    """A Reference element."""
+    return (
+        f"<Reference>{_el('RefereeName', 'Dr Referee')}{_el('ReceivedDate', received)}"
+        f"{_el('Outcome', 'Satisfactory')}</Reference>"
+    )
+
+
+def identity(number: str) -> str:
+    """An Identity element (never transferred)."""
+    return (
+        f"<Identity>{_el('DocumentType', 'Passport')}{_el('DocumentNumber', number)}"
+        f"{_el('CheckedDate', '2027-04-01')}</Identity>"
+    )
+
+
+def applicant(
+    trac_id: str,
+    vpd: str = "RGT",
+    *,
+    status: str = "Outcome Recruited",
+    placement_id: str | None = None,
+    forenames: str = "Alex",
+    surname: str = "Smith",
+    dob: str = "1995-03-04",
+    nino: str | None = None,
+    gmc: str | None = None,
+    checks: Iterable[str] = (),
+) -> str:
+    """A Trac ``Applicant`` element."""
+    match = _els(
+        [
+            ("TisPlacementId", placement_id),
+            ("Forenames", forenames),
+            ("Surname", surname),
+            ("DateOfBirth", dob),
+            ("NationalInsuranceNumber", nino),
+            ("GmcNumber", gmc),
+        ]
+    )
+    return (
+        f"<Applicant tracApplicantId={quoteattr(trac_id)} vpd={quoteattr(vpd)}>"
+        f"{_el('Status', status)}<Match>{match}</Match><Checks>{''.join(checks)}</Checks>"
+        "</Applicant>"
+    )
+
+
+def checks(applicants: Iterable[str], *, trust: str = "RGT") -> str:
+    """A Trac check file."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<CheckFile xmlns="{CHECKS_NS}" '
+        f'trust="{trust}" createdAt="2027-05-03T09:00:00Z">\n'
+        + "\n".join(applicants)
+        + "\n</CheckFile>\n"
+    )

@@ -1,0 +1,64 @@
+"""Trac check file → ESR check loads per VPD, REJECTED notifications, the one-off ledger (6.3).
+
+Identity records are dropped by the reader (only the fact that one was present is kept), so
+they can reach no load, report or log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import partial
+
+from gateway.flows import Context, Output, Plan, notification_outputs
+from gateway.models import CheckFile, SentApplicant
+from gateway.rules.checks import CheckDecision, CheckTransfer, decide
+from gateway.store.base import SqlStore
+from gateway.xml import writers
+
+
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    """The read-only view of state the check rules ask for, answered by the store."""
+
+    store: SqlStore
+
+    def sent(self, placement_id: str) -> Sequence[SentApplicant]:
+        """The applicant register rows of a placement."""
+        return self.store.sent(placement_id)
+
+    def applicants_born(self, vpd: str, date_of_birth: date) -> Sequence[SentApplicant]:
+        """Applicants of the VPD whose trainee was born that day."""
+        return self.store.applicants_born(vpd, date_of_birth.isoformat())
+
+    def transferred(self, vpd: str, placement_id: str) -> bool:
+        """Whether checks already went for the applicant."""
+        return self.store.transferred(vpd, placement_id)
+
+
+def plan(document: CheckFile, ctx: Context) -> Plan:
+    """Apply rules C1–C6 and write one check load per VPD."""
+    decision = decide(document.applicants, StoreView(ctx.store), ctx.as_of)
+    stem = ctx.receipt.stem if ctx.receipt else "checks"
+    source = ctx.receipt.name if ctx.receipt else stem
+    sha = ctx.receipt.sha256 if ctx.receipt else ""
+    by_vpd: dict[str, list[CheckTransfer]] = {}
+    for transfer in decision.transfers:
+        by_vpd.setdefault(transfer.vpd, []).append(transfer)
+    outputs = []
+    for vpd, transfers in sorted(by_vpd.items()):
+        path = ctx.settings.paths.outbox / "esr" / vpd / f"checks-{stem}-{ctx.sha12}.xml"
+        rows = [(t.placement_id, t.trac_applicant_id, t.checks) for t in transfers]
+        write = partial(writers.write_check_load, vpd=vpd, generated_at=ctx.now,
+                        source_file=source, source_sha256=sha, transfers=rows)
+        outputs.append(Output(path, write))
+    outputs += notification_outputs(ctx, decision.notices, f"notifications-{stem}-{ctx.sha12}")
+    result = Plan(outcomes=decision.outcomes, outputs=outputs)
+    result.changes.append(partial(_remember, decision, sha, ctx.now))
+    return result
+
+
+def _remember(decision: CheckDecision, sha: str, now: str, store: SqlStore) -> None:
+    for t in decision.transfers:
+        store.record_transfer(t.vpd, t.placement_id, t.trac_applicant_id, sha, now)
