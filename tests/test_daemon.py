@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +36,19 @@ def acks(root: Path) -> list[str]:
     return sorted(p.name for p in folder.glob("*.ack.xml")) if folder.is_dir() else []
 
 
-def test_daemon_takes_dropped_files_and_stops_cleanly(daemon: DaemonProcess) -> None:
+@pytest.mark.parametrize("polling", [False, True], ids=["inotify observer", "polling observer"])
+def test_daemon_takes_dropped_files_and_stops_cleanly(
+    daemon: DaemonProcess, polling: bool
+) -> None:
     """Files dropped whole, slowly in chunks, and under a temp name then renamed are each taken
-    once complete, acknowledged, and the daemon stops on SIGTERM with exit 0."""
+    once complete, acknowledged, and the daemon stops on SIGTERM with exit 0 (with inotify and
+    with the polling observer used for network shares)."""
     root = daemon.root
     inbox = root / "inbox" / "esr"
+    if polling:
+        config = daemon.config.read_text()
+        polled = config.replace("[intake]\n", "[intake]\npolling_observer = true\n")
+        daemon.config.write_text(polled)
     daemon.start()
     wait_until(inbox.is_dir, what="inbox folders")
 
@@ -134,3 +145,32 @@ def test_transient_failure_recovers_when_the_fault_clears(daemon: DaemonProcess)
     assert ack.get("status") == "processed"
     assert (root / "outbox" / "tis" / "EOE" / "positions-RGT-2026-11-02.xml").exists()
     assert daemon.terminate() == 0
+
+
+def test_run_on_embedded_defaults_uses_local_folders(tmp_path: Path) -> None:
+    """The README's run command: ``dit-gateway run`` with the committed config in a checkout
+    watches ./inbox and writes ./outbox, with SQLite in ./var."""
+    repo = Path(__file__).resolve().parent.parent
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "gateway.toml").write_text(
+        (repo / "config" / "gateway.toml").read_text().replace(
+            "settle_seconds   = 2.0", "settle_seconds   = 0.3"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run"], cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        inbox = tmp_path / "inbox" / "esr"
+        wait_until(inbox.is_dir, what="./inbox/esr")
+        (inbox / "pos.xml").write_text(b.positions("RGT", [b.position(1)]))
+        wait_until(lambda: acks(tmp_path) == ["pos.ack.xml"], what="./outbox ack")
+        assert (tmp_path / "var" / "gateway.db").is_file()
+        assert (tmp_path / "outbox" / "tis" / "EOE" / "positions-RGT-2026-11-02.xml").is_file()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
