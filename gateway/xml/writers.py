@@ -36,30 +36,56 @@ NS = {
 
 
 class _Doc:
-    """A document being written: elements in one default namespace."""
+    """A document being written: elements in one default namespace.
+
+    The root streams to the file; each record below it is built as a small in-memory subtree
+    and written whole when its ``element`` block closes (fast, and memory stays flat).
+    """
 
     def __init__(self, xf: Any, ns: str) -> None:
         self.xf = xf
         self.ns = ns
+        self._open: list[Any] = []
 
     def q(self, name: str) -> str:
         return f"{{{self.ns}}}{name}"
+
+    def _new(self, name: str, attrs: Mapping[str, str | None]) -> Any:
+        clean = {k: v for k, v in attrs.items() if v is not None}
+        if self._open:
+            return etree.SubElement(self._open[-1], self.q(name), clean)
+        return etree.Element(self.q(name), clean)
 
     def leaf(self, name: str, value: object | None, **attrs: str | None) -> None:
         """``<name>value</name>``, or nothing when value is None."""
         if value is None:
             return
-        el = etree.Element(self.q(name), {k: v for k, v in attrs.items() if v is not None})
+        el = self._new(name, attrs)
         el.text = str(value)
-        self.xf.write(el)
+        if not self._open:
+            self.xf.write(el)
 
     def leaves(self, pairs: Iterable[tuple[str, object | None]]) -> None:
         for name, value in pairs:
             self.leaf(name, value)
 
-    def element(self, name: str, attrs: Mapping[str, str | None] | None = None) -> Any:
-        clean = {k: v for k, v in (attrs or {}).items() if v is not None}
-        return self.xf.element(self.q(name), clean)
+    def write(self, element: Any) -> None:
+        """Append a finished element (a copy when inside a record)."""
+        if self._open:
+            self._open[-1].append(element)
+        else:
+            self.xf.write(element)
+
+    @contextmanager
+    def element(self, name: str, attrs: Mapping[str, str | None] | None = None) -> Iterator[Any]:
+        el = self._new(name, attrs or {})
+        self._open.append(el)
+        try:
+            yield el
+        finally:
+            self._open.pop()
+        if not self._open:
+            self.xf.write(el)
 
     def address(self, address: Address | None) -> None:
         if address is None:
@@ -139,7 +165,7 @@ def write_ack(
             "unchanged": totals.unchanged,
             "rejected": totals.rejected,
         }
-        doc.xf.write(etree.Element(doc.q("Totals"), {k: str(v) for k, v in counts.items()}))
+        doc.write(etree.Element(doc.q("Totals"), {k: str(v) for k, v in counts.items()}))
         for o in outcomes:
             attrs2: dict[str, str | None] = {
                 "recordId": o.record_id,
@@ -393,4 +419,4 @@ def write_check_load(
                         if isinstance(node.tag, str):
                             node.tag = doc.q(etree.QName(node).localname)
                     etree.cleanup_namespaces(element)
-                    doc.xf.write(element)
+                    doc.write(element)
