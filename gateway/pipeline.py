@@ -239,8 +239,7 @@ class Pipeline:
         self._publish(rid, written)
 
     def _publish(self, rid: int, outputs: Iterable[tuple[Path, Path]]) -> None:
-        for temp, final in outputs:
-            files.publish(temp, final)
+        files.publish_all(outputs)
         self.store.clear_outputs(rid)
         faults.crashpoint("published")
 

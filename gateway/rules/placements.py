@@ -158,6 +158,8 @@ class _Overlay:
     def __init__(self, view: PlacementView) -> None:
         self._view = view
         self._rows: dict[tuple[str, str], SentApplicant] = {}
+        self._by_placement: dict[str, dict[str, SentApplicant]] = {}
+        self._by_position: dict[tuple[str, str], dict[str, SentApplicant]] = {}
         self._holds: dict[str, Placement | None] = {}
 
     def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
@@ -171,7 +173,7 @@ class _Overlay:
     def sent(self, placement_id: str) -> Sequence[SentApplicant]:
         """The view's rows of the placement, replaced by any decided since."""
         rows = {row.vpd: row for row in self._view.sent(placement_id)}
-        rows.update({vpd: row for (pid, vpd), row in self._rows.items() if pid == placement_id})
+        rows.update(self._by_placement.get(placement_id, {}))
         return [rows[vpd] for vpd in sorted(rows)]
 
     def occupants(self, vpd: str, position_number: str) -> Sequence[Occupant]:
@@ -183,8 +185,8 @@ class _Overlay:
         ]
         added = [
             _occupant(row)
-            for row in self._rows.values()
-            if row.vpd == vpd and row.position_number == position_number and not row.withdrawn
+            for row in self._by_position.get((vpd, position_number), {}).values()
+            if not row.withdrawn
         ]
         return kept + added
 
@@ -196,7 +198,15 @@ class _Overlay:
 
     def apply(self, decision: PlacementDecision) -> None:
         """Lay a placement's decision over the view."""
-        self._rows.update({(r.placement_id, r.vpd): r for r in decision.register})
+        for row in decision.register:
+            old = self._rows.get((row.placement_id, row.vpd))
+            if old is not None:
+                self._by_position[(old.vpd, old.position_number)].pop(old.placement_id, None)
+            self._rows[(row.placement_id, row.vpd)] = row
+            self._by_placement.setdefault(row.placement_id, {})[row.vpd] = row
+            self._by_position.setdefault((row.vpd, row.position_number), {})[
+                row.placement_id
+            ] = row
         self._holds.update(dict.fromkeys(decision.release))
         self._holds.update({p.placement_id: p for p in decision.hold})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -56,14 +56,18 @@ def discard(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def publish(temp: Path, final: Path) -> None:
-    """Rename a finished temporary file to its final name, durably. Idempotent after a crash."""
+def publish_all(pairs: Iterable[tuple[Path, Path]]) -> None:
+    """Rename many finished temporary files into place, then fsync each folder once."""
+    folders: dict[Path, None] = {}
     try:
-        if temp.exists():
-            os.replace(temp, final)
-            fsync_dir(final.parent)
+        for temp, final in pairs:
+            if temp.exists():
+                os.replace(temp, final)
+                folders[final.parent] = None
+        for folder in folders:
+            fsync_dir(folder)
     except OSError as exc:
-        raise TransientError(f"cannot publish {final.name}: {exc.strerror or exc}") from exc
+        raise TransientError(f"cannot publish outputs: {exc.strerror or exc}") from exc
 
 
 def write_atomic(final: Path, data: bytes) -> None:
@@ -74,7 +78,7 @@ def write_atomic(final: Path, data: bytes) -> None:
         fh.write(data)
 
     write_temp(temp, write)
-    publish(temp, final)
+    publish_all([(temp, final)])
 
 
 def move(source: Path, target_dir: Path) -> Path:
