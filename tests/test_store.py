@@ -1,0 +1,51 @@
+"""The SQLite store: versioned migrations, WAL, transactions that roll back whole."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.store.base import migrations
+from gateway.store.sqlite import SqliteStore
+
+
+def test_migrations_run_once_and_record_their_version(tmp_path: Path) -> None:
+    """Opening a store applies every migration once; reopening applies none again."""
+    path = tmp_path / "g.db"
+    SqliteStore(path).close()
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as db:
+        versions = [v for (v,) in db.execute("SELECT version FROM schema_version ORDER BY 1")]
+        mode = db.execute("PRAGMA journal_mode").fetchone()[0]
+    db.close()
+    assert versions == [v for v, _sql in migrations()]
+    assert mode == "wal"
+
+
+def test_a_failed_transaction_changes_nothing(tmp_path: Path) -> None:
+    """An error inside a transaction rolls back every write made in it."""
+    with SqliteStore(tmp_path / "g.db") as store:
+        store.set_job_run("job", "before")
+
+        def half_done() -> None:
+            with store.transaction():
+                store.set_job_run("job", "after")
+                store.add_seen_dpns("RGT", ["EOE/1"], "now")
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            half_done()
+        assert store.job_last_run("job") == "before"
+        assert store.seen_dpns("RGT") == set()
+
+
+def test_receipts_keep_acknowledgement_names_unique(tmp_path: Path) -> None:
+    """Two files of the same name get two acknowledgement names, fixed at claim time."""
+    with SqliteStore(tmp_path / "g.db") as store:
+        first = store.claim("daily.xml", "esr", "a" * 64, tmp_path / "1", "t1")
+        second = store.claim("daily.xml", "esr", "b" * 64, tmp_path / "2", "t2")
+        assert first.ack_name == "daily.ack.xml"
+        assert second.ack_name == f"daily.{second.id}.ack.xml"
+        assert store.receipt(second.id).ack_name == second.ack_name
