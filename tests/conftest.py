@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -14,6 +15,12 @@ from gateway import config, logs
 from gateway.cli import FLOWS
 from gateway.pipeline import Pipeline
 from gateway.store.sqlite import SqliteStore
+
+REPO = Path(__file__).resolve().parent.parent
+# Subprocesses (the daemon, the CLI) must run the checkout under test, whatever is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+)
 
 
 @dataclass

@@ -174,3 +174,21 @@ def test_run_on_embedded_defaults_uses_local_folders(tmp_path: Path) -> None:
             proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_symlink_dropped_in_the_inbox_is_never_followed(daemon: DaemonProcess) -> None:
+    """A symbolic link in an inbox (it could point at any file) is left alone, never read."""
+    root = daemon.root
+    secret = root / "secret.xml"
+    secret.write_text(b.positions("RGT", [b.position(1)]))
+    daemon.start()
+    inbox = root / "inbox" / "esr"
+    wait_until(inbox.is_dir, what="inbox folders")
+    (inbox / "link.xml").symlink_to(secret)
+    (inbox / "real.xml").write_text(b.positions("R1K", [b.position(2, dpn="LDN/R1K/2")]))
+    wait_until(lambda: acks(root) == ["real.ack.xml"], what="the real file's ack")
+    time.sleep(1.5)
+    assert acks(root) == ["real.ack.xml"]
+    assert (inbox / "link.xml").is_symlink()
+    assert any(e["event"] == "intake.refused" for e in daemon.logs())
+    assert daemon.terminate() == 0

@@ -8,6 +8,7 @@ changed since. Temporary names (spec 2) are never taken.
 
 from __future__ import annotations
 
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class LocalIntake:
         self._closed: dict[Path, tuple[int, int, float]] = {}
         self._seen: dict[Path, _Seen] = {}
         self._last_scan = 0.0
+        self._refused: set[Path] = set()
         self._observer: Any = None
 
     def start(self) -> None:
@@ -142,11 +144,14 @@ class LocalIntake:
         self, path: Path, now: float, closed: tuple[int, int, float] | None
     ) -> float | None:
         try:
-            st = path.stat()
+            st = path.lstat()  # a symlink is never followed: it could point anywhere
         except FileNotFoundError:
             self.forget(path)
             return None
-        if not path.is_file():
+        if not stat.S_ISREG(st.st_mode):
+            if path not in self._refused:
+                self._refused.add(path)
+                log.warning("intake.refused", file=path.name, reason="not a regular file")
             return None
         with self._lock:
             seen = self._seen.get(path)
