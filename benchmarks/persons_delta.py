@@ -11,16 +11,14 @@ peak RSS as a ratio of the extract's size (memory must not grow with the file).
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import process, write_config  # noqa: E402
 from tests import builders as b  # noqa: E402
 
 
@@ -57,20 +55,6 @@ def write_persons(path: Path, n: int, day: str, changed_every: int = 0) -> None:
         fh.write("</PersonExtract>\n")
 
 
-def run(folder: Path, source: Path) -> tuple[float, float]:
-    """Process one file through the CLI; returns (seconds, peak RSS MiB of that process)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "gateway", "process", "--config", str(folder / "g.toml"),
-         "--as-of", "2026-11-02", str(source)],
-        check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, max(peak, before) / 1024
-
-
 def main() -> None:
     """Generate, run, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -78,18 +62,15 @@ def main() -> None:
     n = parser.parse_args().persons
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "g.toml").write_text(
-            '[paths]\ninbox="inbox"\noutbox="outbox"\nvar="var"\n'
-            '[store]\nurl="sqlite:///var/g.db"\n[log]\nlevel="warning"\n'
-        )
+        write_config(folder)
         positions, first, second = folder / "pos.xml", folder / "p1.xml", folder / "p2.xml"
         write_positions(positions, n)
         write_persons(first, n, "2026-11-02")
         write_persons(second, n, "2026-11-03", changed_every=100)
         size_mb = first.stat().st_size / 2**20
-        t_pos, _ = run(folder, positions)
-        t_first, rss_first = run(folder, first)
-        t_delta, rss_delta = run(folder, second)
+        t_pos, _ = process(folder, positions)
+        t_first, rss_first = process(folder, first)
+        t_delta, rss_delta = process(folder, second)
         update = folder / "outbox" / "tis" / "EOE" / "persons-RGT-2026-11-03.xml"
         sent = update.read_text().count("<Person ")
         print(f"persons: {n:,}  extract: {size_mb:.1f} MiB  positions load: {t_pos:.1f} s")

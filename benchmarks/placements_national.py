@@ -11,16 +11,14 @@ the ratio of the re-send's time to the first run's.
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import process, write_config  # noqa: E402
 from tests import builders as b  # noqa: E402
 
 VPDS = 150
@@ -49,18 +47,6 @@ def write_placements(path: Path, n: int, changed_every: int = 0) -> None:
         fh.write("</PlacementFile>" + tail)
 
 
-def process(folder: Path, *files: Path) -> tuple[float, float]:
-    """Run ``process``; returns (seconds, peak RSS MiB of the child so far)."""
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "gateway", "process", "--config", str(folder / "g.toml"),
-         "--as-of", "2026-11-02", *map(str, files)],
-        check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    return (time.perf_counter() - started,
-            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-
-
 def main() -> None:
     """Generate, run, report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -68,10 +54,7 @@ def main() -> None:
     n = parser.parse_args().placements
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "g.toml").write_text(
-            '[paths]\ninbox="inbox"\noutbox="outbox"\nvar="var"\n'
-            '[store]\nurl="sqlite:///var/g.db"\n[log]\nlevel="warning"\n'
-        )
+        write_config(folder)
         extracts = []
         for v in range(VPDS):
             posts = [b.position(i + 1, str(100000 + i), dpn=dpn(i)) for i in range(v, n, VPDS)]

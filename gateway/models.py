@@ -202,6 +202,16 @@ class PlacementFile:
 # --- Trac checks (4.4) ---------------------------------------------------------------------------
 
 
+ELIGIBLE_CHECKS = (
+    "DbsCheck",
+    "ProfessionalRegistration",
+    "Reference",
+    "EmploymentChecklist",
+    "IllegalWorkingChecklist",
+    "EuStatus",
+)  # C4: the only check records that travel to ESR (never Identity)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckMatch:
     """How Trac identifies the applicant."""

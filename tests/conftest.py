@@ -15,6 +15,7 @@ from gateway import config, logs
 from gateway.cli import FLOWS
 from gateway.pipeline import Pipeline
 from gateway.store.sqlite import SqliteStore
+from tests.daemon import DaemonProcess
 
 REPO = Path(__file__).resolve().parent.parent
 # Subprocesses (the daemon, the CLI) must run the checkout under test, whatever is installed.
@@ -73,6 +74,16 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         yield Gateway(tmp_path, settings, store, Pipeline(settings, store, FLOWS))
     finally:
         store.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
+    """The real daemon over a gateway in ``tmp_path`` (started by the test, killed at the end)."""
+    proc = DaemonProcess(tmp_path, write_config(tmp_path))
+    try:
+        yield proc
+    finally:
+        proc.kill()
 
 
 @pytest.fixture(autouse=True)

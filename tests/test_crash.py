@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from lxml import etree
 
 from tests import builders as b
-from tests.conftest import write_config
 from tests.daemon import DaemonProcess, wait_until
 from tests.xsdcheck import assert_all_valid
 
@@ -25,16 +21,6 @@ CRASHES = [
     "published:40",        # outputs in place, input not yet archived
     "outputs-written:1",   # straight after a restart's recovery
 ]
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    """A daemon over a gateway in ``tmp_path``."""
-    proc = DaemonProcess(tmp_path, write_config(tmp_path))
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 def dpn(i: int) -> str:

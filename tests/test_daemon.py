@@ -6,28 +6,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
 from tests import builders as b
-from tests.conftest import write_config
 from tests.daemon import DaemonProcess, wait_until
 from tests.xsdcheck import assert_all_valid, assert_valid
 
 ACK = "{urn:dit-gateway:ack:1}"
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    """A daemon over a gateway in ``tmp_path`` (started by the test)."""
-    proc = DaemonProcess(tmp_path, write_config(tmp_path))
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 def acks(root: Path) -> list[str]:

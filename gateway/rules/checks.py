@@ -34,6 +34,7 @@ from datetime import date
 from typing import Protocol
 
 from gateway.models import (
+    ELIGIBLE_CHECKS,
     CheckApplicant,
     CheckMatch,
     CheckRecord,
@@ -46,14 +47,7 @@ from gateway.models import (
 )
 
 RECRUITED = "Outcome Recruited"
-ELIGIBLE_KINDS = (
-    "DbsCheck",
-    "ProfessionalRegistration",
-    "Reference",
-    "EmploymentChecklist",
-    "IllegalWorkingChecklist",
-    "EuStatus",
-)
+ELIGIBLE_KINDS = ELIGIBLE_CHECKS
 FORWARD_DATES = frozenset({"ExpiryDate", "FollowUpDate"})
 _DBS_NUMBER = re.compile(r"[0-9]{12}")
 _SEND_AGAIN = "Correct it in Trac and send the applicant again; nothing went to ESR."

@@ -9,6 +9,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.models import (
+    ELIGIBLE_CHECKS,
     Absence,
     Address,
     Assignment,
@@ -21,14 +22,7 @@ from gateway.models import (
     Trainee,
 )
 
-CHECK_KINDS = (
-    "DbsCheck",
-    "ProfessionalRegistration",
-    "Reference",
-    "EmploymentChecklist",
-    "IllegalWorkingChecklist",
-    "EuStatus",
-)
+CHECK_KINDS = ELIGIBLE_CHECKS
 
 
 def _local(element: Any) -> str:

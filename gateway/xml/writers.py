@@ -54,7 +54,7 @@ class _Doc:
         clean = {k: v for k, v in attrs.items() if v is not None}
         if self._open:
             return etree.SubElement(self._open[-1], self.q(name), clean)
-        return etree.Element(self.q(name), clean)
+        return etree.Element(self.q(name), clean, nsmap={None: self.ns})
 
     def leaf(self, name: str, value: object | None, **attrs: str | None) -> None:
         """``<name>value</name>``, or nothing when value is None."""
@@ -63,7 +63,7 @@ class _Doc:
         el = self._new(name, attrs)
         el.text = str(value)
         if not self._open:
-            self.xf.write(el)
+            self.xf.write(el, "\n")
 
     def leaves(self, pairs: Iterable[tuple[str, object | None]]) -> None:
         for name, value in pairs:
@@ -74,7 +74,7 @@ class _Doc:
         if self._open:
             self._open[-1].append(element)
         else:
-            self.xf.write(element)
+            self.xf.write(element, "\n")
 
     @contextmanager
     def element(self, name: str, attrs: Mapping[str, str | None] | None = None) -> Iterator[Any]:
@@ -85,7 +85,7 @@ class _Doc:
         finally:
             self._open.pop()
         if not self._open:
-            self.xf.write(el)
+            self.xf.write(el, "\n")
 
     def address(self, address: Address | None) -> None:
         if address is None:
@@ -114,6 +114,7 @@ def document(
         xf.write_declaration()
         with xf.element(f"{{{ns}}}{root}", {k: v for k, v in attrs.items() if v is not None},
                         nsmap={None: ns}):
+            xf.write("\n")
             yield _Doc(xf, ns)
 
 
@@ -165,7 +166,7 @@ def write_ack(
             "unchanged": totals.unchanged,
             "rejected": totals.rejected,
         }
-        doc.write(etree.Element(doc.q("Totals"), {k: str(v) for k, v in counts.items()}))
+        doc.leaf("Totals", "", **{k: str(v) for k, v in counts.items()})
         for o in outcomes:
             attrs2: dict[str, str | None] = {
                 "recordId": o.record_id,
