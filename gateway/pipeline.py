@@ -88,10 +88,9 @@ class Pipeline:
     def claim(self, source: Path, channel: str, *, copy: bool = False) -> Receipt:
         """Move (or copy) a complete inbound file into ``var/processing/`` and record it."""
         name = safe_name(source.name)
-        if not copy and not source.is_symlink() and not source.is_file():
-            raise TransientError(f"{name} is not a regular file")
-        if source.is_symlink():
-            raise RejectedFile.one("FORBIDDEN_XML", "a symbolic link is never followed")
+        if not copy and (source.is_symlink() or not source.is_file()):
+            # From an inbox, only regular files are taken: a link could point anywhere.
+            raise TransientError(f"{name} is not a regular file; it is left where it is")
         folder = self.paths.processing / channel
         target = folder / name
         n = 1
