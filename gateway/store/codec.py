@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import types
 import typing
+from collections.abc import Callable
 from datetime import date
 from typing import Any, TypeVar
 
@@ -44,36 +46,49 @@ def dumps(record: Any) -> str:
     return json.dumps(_plain(record), sort_keys=True, separators=(",", ":"))
 
 
-def _build(hint: Any, value: Any) -> Any:  # noqa: PLR0911  (one return per kind of type)
-    if value is None:
-        return None
+Converter = Callable[[Any], Any]
+
+
+@functools.cache
+def _converter(hint: Any) -> Converter | None:  # noqa: PLR0911  (one return per kind of type)
+    """How to rebuild a value of type ``hint`` from JSON data; None when it is already right.
+
+    Compiled once per type, so that decoding many records does no type introspection.
+    """
     origin = typing.get_origin(hint)
     if isinstance(hint, types.UnionType) or origin is typing.Union:
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _build(inner[0], value)
+        return _converter(inner[0])
     if origin is tuple:
         args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_build(args[0], v) for v in value)
-        return tuple(_build(a, v) for a, v in zip(args, value, strict=True))
+        item = _converter(args[0])
+        if item is None:
+            return tuple
+        return lambda values: tuple(item(v) for v in values)
     if hint is date:
-        return date.fromisoformat(value)
+        return date.fromisoformat
     if hint is bytes:
-        return value.encode("utf-8")
+        return lambda text: text.encode("utf-8")
     if dataclasses.is_dataclass(hint):
-        return loads_into(typing.cast(type[Any], hint), value)
-    return value
+        cls = typing.cast(type[Any], hint)
+        return lambda data: loads_into(cls, data)
+    return None
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[str, Converter | None], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls))
 
 
 def loads_into(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a dataclass of type ``cls`` from plain data."""
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return cls(**{k: _build(hints[k], v) for k, v in data.items() if k in hints})
+    values = {}
+    for name, convert in _plan(typing.cast(type, cls)):
+        if name in data:
+            value = data[name]
+            values[name] = value if convert is None or value is None else convert(value)
+    return cls(**values)
 
 
 def loads(cls: type[T], text: str) -> T:

@@ -54,7 +54,8 @@ class _Doc:
         clean = {k: v for k, v in attrs.items() if v is not None}
         if self._open:
             return etree.SubElement(self._open[-1], self.q(name), clean)
-        return etree.Element(self.q(name), clean, nsmap={None: self.ns})
+        nsmap: Any = {None: self.ns}
+        return etree.Element(self.q(name), clean, nsmap=nsmap)
 
     def leaf(self, name: str, value: object | None, **attrs: str | None) -> None:
         """``<name>value</name>``, or nothing when value is None."""
