@@ -101,6 +101,8 @@ def run(config_path: Path | None) -> None:
     On a signal it finishes the file in hand and exits 0; a second signal forces.
     """
     from gateway.daemon import Daemon  # noqa: PLC0415
+    from gateway.store.exchange import ExchangeLedger  # noqa: PLC0415
+    from gateway.transport.exchange import PartnerExchange  # noqa: PLC0415
     from gateway.transport.local import LocalIntake  # noqa: PLC0415
 
     settings = _settings(config_path)
@@ -111,7 +113,17 @@ def run(config_path: Path | None) -> None:
         settings.intake.polling_observer,
     )
     with _pipeline(settings) as pipeline:
-        code = Daemon(pipeline, intake).run()
+        exchanges = [
+            PartnerExchange(
+                partner,
+                inbox=settings.paths.inbox,
+                outbox=settings.paths.outbox,
+                ledger=ExchangeLedger(pipeline.store),
+                settle_seconds=settings.intake.settle_seconds,
+            )
+            for partner in settings.sftp
+        ]
+        code = Daemon(pipeline, intake, exchanges).run()
     sys.exit(code)
 
 
@@ -283,4 +295,17 @@ def status(config_path: Path | None) -> None:
 
 def _status_sections(store: SqlStore) -> list[str]:
     """Sections that later flows add to ``status``."""
-    return []
+    from gateway.store.exchange import ExchangeLedger  # noqa: PLC0415
+
+    lines = ["sftp partners:"]
+    partners = ExchangeLedger(store).partners()
+    if not partners:
+        lines.append("  (none)")
+    for p in partners:
+        lines.append(
+            f"  {p.name:12} {p.state:9} last success {p.last_success or 'never'}"
+            f"  taken {p.taken}  delivered {p.delivered}"
+        )
+        if p.last_error:
+            lines.append(f"    last error: {p.last_error}")
+    return lines

@@ -11,12 +11,12 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 from types import FrameType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway import logs
 from gateway.errors import TransientError
@@ -24,6 +24,9 @@ from gateway.jobs import run_jobs
 from gateway.pipeline import Pipeline
 from gateway.store.base import Receipt
 from gateway.transport.local import LocalIntake
+
+if TYPE_CHECKING:
+    from gateway.transport.exchange import PartnerExchange
 
 log = logs.get("gateway.daemon")
 T = TypeVar("T")
@@ -42,9 +45,13 @@ class _Retry:
 class Daemon:
     """``dit-gateway run``."""
 
-    def __init__(self, pipeline: Pipeline, intake: LocalIntake) -> None:
+    def __init__(
+        self, pipeline: Pipeline, intake: LocalIntake,
+        exchanges: Sequence[PartnerExchange] = (),
+    ) -> None:
         self.pipeline = pipeline
         self.intake = intake
+        self.exchanges = exchanges  # SFTP partners, one thread each
         self.settings = pipeline.settings
         self._stop = threading.Event()
         self._signals = 0
@@ -64,11 +71,17 @@ class Daemon:
                 break
             self._process(receipt)
         self.intake.start()
+        for exchange in self.exchanges:
+            exchange.start()
         try:
             while not self._stop.is_set():
                 self._step()
                 self._stop.wait(TICK_SECONDS)
         finally:
+            for exchange in self.exchanges:
+                exchange.stop(wait=False)
+            for exchange in self.exchanges:
+                exchange.stop()
             self.intake.stop()
         log.info("daemon.stopped", files=self.processed, held=len(self._retries))
         return 0

@@ -4,7 +4,11 @@
     ├── ConfigError              bad configuration: names the key; the gateway does not start
     ├── RejectedFile             permanent: the content is wrong; quarantine, acknowledge
     └── TransientError           retry later: disk, store, network; the file stays claimed
-        └── StoreUnavailable     the state store cannot be reached or written
+        ├── StoreUnavailable     the state store cannot be reached or written
+        ├── SftpUnavailable      a partner cannot be reached (transport/sftp.py)
+        │   └── SftpRefused      ... and will not be until fixed: host key, authentication
+        ├── RemoteFileError      one remote file could not be listed, read or moved
+        └── Cancelled            an SFTP operation was abandoned at its deadline or on stop
 
 Foreign errors (lxml, sqlite3, OSError, paramiko) are converted where they are caught, with
 ``raise ... from exc``. Retry decisions look at these classes only.

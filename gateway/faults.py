@@ -1,9 +1,11 @@
 """Crash points for crash tests: ``DIT_GATEWAY_CRASH_AT=name:N`` kills the process with SIGKILL
 the N-th time the pipeline passes the point ``name`` (N defaults to 1).
 
-Points: ``claimed``, ``outputs-written`` (temporary outputs fsynced, ledger not yet committed),
-``committed`` (ledger committed, outputs not yet renamed), ``published`` (outputs renamed, input
-not yet archived). Unset in production, it costs one dictionary look-up per point.
+Points of the pipeline: ``claimed``, ``outputs-written`` (temporary outputs fsynced, ledger not
+yet committed), ``committed`` (ledger committed, outputs not yet renamed), ``published`` (outputs
+renamed, input not yet archived). Points of an SFTP take: ``sftp-downloaded``, ``sftp-fetched``,
+``sftp-published``, ``sftp-moved``; of a delivery: ``sftp-uploaded``, ``sftp-delivered`` (see
+docs/sftp.md). Unset in production, it costs one comparison per point.
 """
 
 from __future__ import annotations

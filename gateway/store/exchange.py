@@ -13,8 +13,9 @@ from gateway.store.base import SqlStore
 FETCHED, PUBLISHED, DONE = "fetched", "published", "done"
 SENDING, SENT = "sending", "sent"
 
-_TAKE_COLUMNS = (
-    "id, partner, remote_name, size, mtime, sha256, temp_path, local_path, state"
+_SELECT_TAKES = (
+    "SELECT id, partner, remote_name, size, mtime, sha256, temp_path, local_path, state"
+    " FROM sftp_takes"
 )
 
 
@@ -69,8 +70,7 @@ class ExchangeLedger:
     def open_takes(self, partner: str) -> list[Take]:
         """Takes not yet done (a crash or a lost connection interrupted them), oldest first."""
         rows = self.store.execute(
-            f"SELECT {_TAKE_COLUMNS} FROM sftp_takes WHERE partner = ? AND state <> ?"
-            " ORDER BY id",
+            _SELECT_TAKES + " WHERE partner = ? AND state <> ? ORDER BY id",
             (partner, DONE),
         )
         return [_take(r) for r in rows]
@@ -78,8 +78,8 @@ class ExchangeLedger:
     def open_take(self, partner: str, remote_name: str, size: int, mtime: int) -> Take | None:
         """The unfinished take of exactly this remote file (same name, size and mtime), if any."""
         rows = self.store.execute(
-            f"SELECT {_TAKE_COLUMNS} FROM sftp_takes WHERE partner = ? AND remote_name = ?"
-            " AND size = ? AND mtime = ? AND state <> ? ORDER BY id",
+            _SELECT_TAKES + " WHERE partner = ? AND remote_name = ? AND size = ? AND mtime = ?"
+            " AND state <> ? ORDER BY id",
             (partner, remote_name, size, mtime, DONE),
         )
         return _take(rows[0]) if rows else None
@@ -104,8 +104,8 @@ class ExchangeLedger:
                 (partner, remote_name, size, mtime, sha256, temp_path, local_path, FETCHED, at),
             )
             rows = self.store.execute(
-                f"SELECT {_TAKE_COLUMNS} FROM sftp_takes WHERE partner = ? AND temp_path = ?"
-                " AND state = ? ORDER BY id DESC",
+                _SELECT_TAKES + " WHERE partner = ? AND temp_path = ? AND state = ?"
+                " ORDER BY id DESC",
                 (partner, temp_path, FETCHED),
             )
         return _take(rows[0])
@@ -126,7 +126,7 @@ class ExchangeLedger:
     def takes(self, partner: str) -> list[Take]:
         """Every take of a partner, oldest first (for tests and audits)."""
         rows = self.store.execute(
-            f"SELECT {_TAKE_COLUMNS} FROM sftp_takes WHERE partner = ? ORDER BY id", (partner,)
+            _SELECT_TAKES + " WHERE partner = ? ORDER BY id", (partner,)
         )
         return [_take(r) for r in rows]
 

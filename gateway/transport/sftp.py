@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO, Generic, TypeVar, cast
+from typing import IO, Any, BinaryIO, Generic, NoReturn, TypeVar, cast
 
 import paramiko
 from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, int64
@@ -54,12 +54,13 @@ from gateway.errors import GatewayError, TransientError
 log = logs.get("gateway.sftp")
 T = TypeVar("T")
 
-REQUEST_BYTES = 128 * 1024  # one read request; OpenSSH answers up to 255 KiB, others less
-MAX_REQUESTS = 32  # read requests in flight: at most 4 MiB buffered per download
+REQUEST_BYTES = 255 * 1024  # one read request: OpenSSH's largest; a server may answer less
+MAX_REQUESTS = 16  # read requests in flight: at most ~4 MiB buffered per download
 WINDOW_BYTES = 8 * 1024 * 1024  # SSH channel window
 PACKET_BYTES = 128 * 1024  # largest SSH packet we accept (fewer packets: less Python per byte)
 HASH_THREAD_BYTES = 4 * 1024 * 1024  # files from this size are hashed on a second thread
 KEEPALIVE_SECONDS = 15
+PARAMIKO_TIMEOUT_FACTOR = 2  # paramiko's own timeouts: a backstop behind our deadline
 # AEAD ciphers first: paramiko computes the MAC of the others in Python, at a third of the speed.
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 MAX_UNIQUE = 1000
@@ -140,7 +141,7 @@ class _RefuseUnknownHost(paramiko.RejectPolicy):
 
     def missing_host_key(
         self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> Any:
+    ) -> NoReturn:
         raise SftpRefused(
             f"host key of {hostname} ({key.get_name()} {key.fingerprint}) is not in known_hosts:"
             " refused (add it to known_hosts after checking it with the partner)"
@@ -210,11 +211,6 @@ class SftpEndpoint:
             with contextlib.suppress(Exception):
                 client.close()
 
-    @property
-    def posix_rename(self) -> bool | None:
-        """Whether the server renames with posix-rename (None: not known yet)."""
-        return self._posix_rename
-
     # --- operations ----------------------------------------------------------------------------
 
     def listdir(self, folder: str) -> list[RemoteFile]:
@@ -280,23 +276,31 @@ class SftpEndpoint:
         return transport is not None and transport.is_active()
 
     def _convert(self, what: str, exc: BaseException) -> GatewayError:
-        if isinstance(exc, GatewayError):
-            return exc
         where = f"{self.partner.host}:{self.partner.port}"
-        if isinstance(exc, paramiko.BadHostKeyException):
-            return SftpRefused(
+        converted: GatewayError
+        if isinstance(exc, GatewayError):
+            converted = exc
+        elif isinstance(exc, paramiko.BadHostKeyException):
+            converted = SftpRefused(
                 f"host key of {where} has changed: got {exc.key.get_name()}"
                 f" {exc.key.fingerprint}, known_hosts has {exc.expected_key.fingerprint}: refused"
             )
-        if isinstance(exc, paramiko.AuthenticationException):
-            return SftpRefused(f"{what}: {where} refused the login of {self.partner.user!r}: {exc}")
-        if isinstance(exc, UnicodeDecodeError):
-            return RemoteFileError(f"{what}: a remote name is not UTF-8; rename or remove it")
-        if isinstance(exc, OSError) and not isinstance(exc, paramiko.SSHException):
-            if self._alive() and not self._broken:
-                return RemoteFileError(f"{what}: {exc.strerror or exc}")
-            return SftpUnavailable(f"{what}: {where}: {exc.strerror or exc}")
-        return SftpUnavailable(f"{what}: {where}: {type(exc).__name__}: {exc}")
+        elif isinstance(exc, paramiko.AuthenticationException):
+            converted = SftpRefused(
+                f"{what}: {where} refused the login of {self.partner.user!r}: {exc}"
+            )
+        elif isinstance(exc, UnicodeDecodeError):
+            converted = RemoteFileError(f"{what}: a remote name is not UTF-8; rename or remove it")
+        elif (
+            isinstance(exc, OSError)
+            and not isinstance(exc, paramiko.SSHException | TimeoutError)
+            and self._alive() and not self._broken
+        ):  # the server answered with an error status: this file, not the connection
+            converted = RemoteFileError(f"{what}: {exc.strerror or exc}")
+        else:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            converted = SftpUnavailable(f"{what}: {where}: {type(exc).__name__}: {reason}")
+        return converted
 
     def _session(self) -> paramiko.SFTPClient:
         if self._sftp is None:
@@ -315,7 +319,7 @@ class SftpEndpoint:
             raise SftpRefused(f"known_hosts {partner.known_hosts}: {exc}") from exc
         client.set_missing_host_key_policy(_RefuseUnknownHost())
         self._client = client
-        t = self._timeout
+        t = self._timeout * PARAMIKO_TIMEOUT_FACTOR  # a backstop: our deadline comes first
         client.connect(
             partner.host, partner.port, username=partner.user, pkey=key,
             timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t,
@@ -329,6 +333,8 @@ class SftpEndpoint:
         if channel is not None:
             channel.settimeout(t)
         self._sftp = sftp
+        if self._broken:  # abandoned while connecting: do not leave the connection open
+            client.close()
 
     def _key(self) -> paramiko.PKey:
         partner = self.partner
@@ -340,9 +346,12 @@ class SftpEndpoint:
                     f"private key {partner.private_key}: the environment variable"
                     f" {partner.passphrase_env} (passphrase_env) is not set"
                 )
+        # paramiko hands the passphrase to cryptography, which wants bytes (its stubs say str).
+        secret: Any = passphrase.encode() if passphrase is not None else None
         try:
-            return paramiko.PKey.from_path(partner.private_key, passphrase)
-        except paramiko.PasswordRequiredException as exc:
+            return paramiko.PKey.from_path(partner.private_key, secret)
+        except (paramiko.PasswordRequiredException, TypeError) as exc:  # TypeError: from
+            # cryptography, for an encrypted key given no passphrase
             raise SftpRefused(
                 f"private key {partner.private_key} is encrypted: name the variable that holds"
                 " its passphrase in passphrase_env"
@@ -388,8 +397,9 @@ class SftpEndpoint:
 
         with local.open("rb") as fh:
             size = os.fstat(fh.fileno()).st_size
+            reader = cast(IO[bytes], _HashingReader(fh, digest))
             attrs = self._session().putfo(
-                _HashingReader(fh, digest), path, file_size=size, callback=progress, confirm=True
+                reader, path, file_size=size, callback=progress, confirm=True
             )
         return Transfer(attrs.st_size or 0, digest.hexdigest())
 
@@ -534,20 +544,21 @@ class _Download:
 
 class _Digest:
     """SHA-256 of a stream; for large files on a second thread (hashlib releases the GIL), so
-    that hashing overlaps the transfer. Bounded: at most 32 chunks wait."""
+    that hashing overlaps the transfer. Bounded: at most 16 chunks wait."""
 
     def __init__(self, *, threaded: bool) -> None:
         self._hash = hashlib.sha256()
         self._queue: queue.Queue[bytes | None] | None = None
         self._thread: threading.Thread | None = None
         if threaded:
-            self._queue = queue.Queue(maxsize=32)
-            self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+            self._queue = queue.Queue(maxsize=16)
+            self._thread = threading.Thread(
+                target=self._run, args=(self._queue,), name="sha256", daemon=True
+            )
             self._thread.start()
 
-    def _run(self) -> None:
-        assert self._queue is not None
-        while (chunk := self._queue.get()) is not None:
+    def _run(self, chunks: queue.Queue[bytes | None]) -> None:
+        while (chunk := chunks.get()) is not None:
             self._hash.update(chunk)
 
     def update(self, chunk: bytes) -> None:
