@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ from lxml import etree
 
 from tests import builders as b
 from tests.conftest import Gateway, write_config
+from tests.daemon import DaemonProcess, wait_until
 from tests.xsdcheck import assert_all_valid, assert_valid
 
 AL = "{urn:dit-gateway:esr:applicant-load:1}"
@@ -201,3 +202,33 @@ def test_a2_boundary_through_the_pipeline(gateway: Gateway, as_of: date) -> None
         b.placement("P1", dpn=DPN_B, start="2027-06-01", end="2027-12-01")]), as_of)
     ack = etree.parse(str(gateway.settings.paths.acks / "t.ack.xml")).getroot()
     assert ack.find(f"{ACK}Outcome").get("result") == "loaded"  # type: ignore[union-attr]
+
+
+def test_daemon_releases_held_placements_at_its_start(daemon: DaemonProcess) -> None:
+    """A3: a placement held earlier (more than 91 days ahead then) is sent by the daemon's
+    daily job when it starts on the first day it is due (start − 91 days = today)."""
+    root = daemon.root
+    today = date.today()
+    start = today + timedelta(days=91)
+    earlier = today - timedelta(days=5)
+    positions = root / "pos.xml"
+    positions.write_text(b.positions("RGT", [b.position(1, "1001", dpn=DPN_B)]))
+    tis = root / "tis.xml"
+    tis.write_text(b.placements([
+        b.placement("P1", dpn=DPN_B, start=start.isoformat(),
+                    end=(start + timedelta(days=180)).isoformat())]))
+    for path in (positions, tis):
+        result = cli(root, "process", "--as-of", earlier.isoformat(), str(path))
+        assert result.returncode == 0, result.stderr
+    assert outcomes(root, "tis") == [("P1", "deferred", None)]
+    assert not list((root / "outbox" / "esr").rglob("applicants-*.xml"))
+
+    daemon.start()
+    name = f"applicants-tis-*-released-{today.isoformat()}.xml"
+    wait_until(lambda: bool(list((root / "outbox" / "esr" / "RGT").glob(name))),
+               what="the released load")
+    assert daemon.terminate() == 0
+    released = list((root / "outbox" / "esr" / "RGT").glob(name))
+    assert [applicants(p) for p in released] == [[("P1", "create", "Lead")]]
+    assert any(e.get("job") == "release-deferred" and e.get("records") == 1
+               for e in daemon.logs())
