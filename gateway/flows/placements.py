@@ -21,7 +21,7 @@ from gateway.models import (
     SentApplicant,
 )
 from gateway.rules.placements import PlacementDecision, decide, decide_released
-from gateway.store.base import SqlStore
+from gateway.store.base import SqlStore, stem_of
 from gateway.xml import writers
 
 MAX_PER_POSITION = 40  # A13: ESR quarantines a load with more records against one position
@@ -124,15 +124,9 @@ def release_plan(ctx: Context) -> Plan:
             record
         )
     for (source, sha), records in sorted(by_source.items()):
-        outputs += load_outputs(ctx, records, f"{_stem(source)}-{sha[:12]}-{name}", source, sha)
+        outputs += load_outputs(ctx, records, f"{stem_of(source)}-{sha[:12]}-{name}", source, sha)
     outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
     result.changes.append(partial(_remember, decision, ctx, "released", "0" * 64))
     return result
 
-
-def _stem(name: str) -> str:
-    for suffix in (".gz", ".xml"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return name

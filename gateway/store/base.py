@@ -36,11 +36,15 @@ class Receipt:
     @property
     def stem(self) -> str:
         """The input's name without its extension(s) — the root of every output name."""
-        name = self.name
-        for suffix in (".gz", ".xml"):
-            if name.lower().endswith(suffix):
-                name = name[: -len(suffix)]
-        return name or "file"
+        return stem_of(self.name)
+
+
+def stem_of(name: str) -> str:
+    """A file name without ``.xml`` / ``.gz`` (``a.xml.gz`` → ``a``)."""
+    for suffix in (".gz", ".xml"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name or "file"
 
 
 _RECEIPT_COLUMNS = (
@@ -87,7 +91,7 @@ class SqlStore:
         self, name: str, channel: str, sha256: str, processing_path: Path, at: str
     ) -> Receipt:
         """Record a newly claimed file; its acknowledgement name is fixed now, once."""
-        stem = Receipt(0, name, channel, sha256, "", "", "", 0, "").stem
+        stem = stem_of(name)
         with self.transaction():
             taken = self._execute("SELECT 1 FROM receipts WHERE ack_name = ?", (f"{stem}.ack.xml",))
             self._execute(
