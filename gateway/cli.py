@@ -20,7 +20,7 @@ from gateway.flows import checks as checks_flow
 from gateway.flows import persons as persons_flow
 from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Pipeline, parse
 from gateway.store import SqlStore, open_store
 from gateway.xml.secure import read_root
 
@@ -237,11 +237,10 @@ def validate(config_path: Path | None, files: tuple[Path, ...]) -> None:
     Prints file:line:column: message for every error. Exit 0: all valid; 1: any invalid.
     """
     settings = _settings(config_path)
-    pipeline = Pipeline(settings, _NoStore(), FLOWS)
     worst = EXIT_OK
     for path in files:
         try:
-            parsed = pipeline.parse(path, None)
+            parsed = parse(path, None, settings.intake.max_bytes)
         except RejectedFile as rejected:
             worst = EXIT_REJECTED
             for e in rejected.errors:
@@ -252,13 +251,6 @@ def validate(config_path: Path | None, files: tuple[Path, ...]) -> None:
         else:
             click.echo(f"{path}: valid {parsed.kind.name} document")
     sys.exit(worst)
-
-
-class _NoStore(SqlStore):
-    """``validate`` touches no state."""
-
-    def close(self) -> None:
-        """Nothing to close."""
 
 
 @main.command()

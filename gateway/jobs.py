@@ -15,9 +15,8 @@ from gateway import logs
 from gateway.config import WEEKDAYS
 from gateway.flows import Context, Plan, notification_outputs
 from gateway.flows.placements import release_plan
-from gateway.models import Notice, NoticeType
 from gateway.pipeline import Pipeline
-from gateway.rules.positions import duplicate_dpns, on_interface
+from gateway.rules.positions import duplicate_dpns, duplicate_notice, on_interface
 
 log = logs.get("gateway.jobs")
 
@@ -36,18 +35,8 @@ def duplicate_report(ctx: Context) -> Plan:
     notices = []
     for vpd in ctx.store.vpds():
         live = [p for p in ctx.store.positions(vpd).values() if on_interface(p, ctx.as_of)]
-        for dpn in sorted(duplicate_dpns(live, ctx.as_of)):
-            numbers = sorted(p.position_number for p in live if p.dpn == dpn)
-            notices.append(
-                Notice(
-                    NoticeType.DUPLICATE_POSITION,
-                    vpd,
-                    f"DPN {dpn} is on {len(numbers)} positions ({', '.join(numbers)}): "
-                    "keep one and remove the DPN from the others.",
-                    dpn=dpn,
-                    reason="DUPLICATE_POSITION",
-                )
-            )
+        notices += [duplicate_notice(vpd, dpn, live)
+                    for dpn in sorted(duplicate_dpns(live, ctx.as_of))]
     name = f"duplicate-positions-{ctx.as_of.isoformat()}"
     return Plan(outputs=notification_outputs(ctx, notices, name))
 

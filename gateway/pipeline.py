@@ -167,31 +167,7 @@ class Pipeline:
 
     def parse(self, path: Path, channel: str | None) -> Parsed:
         """Hardened parse and XSD validation of a whole file; raises RejectedFile."""
-        limit = self.settings.intake.max_bytes
-        root = read_root(path, limit)
-        kind = BY_ROOT.get((root.namespace, root.name))
-        if kind is None:
-            check_well_formed(path, limit)
-            raise RejectedFile.one(
-                "UNKNOWN_DOCUMENT",
-                f"root element {root.name} in namespace {root.namespace or '(none)'} is not a "
-                "document of this interface",
-                1,
-            )
-        if channel is not None and kind.channel != channel:
-            raise RejectedFile.one(
-                "WRONG_CHANNEL",
-                f"a {kind.name} document belongs in inbox/{kind.channel.value}/, not "
-                f"inbox/{channel}/",
-            )
-        xsd = schema(kind.xsd)
-        records = []
-        try:
-            for element in iter_records(path, xsd, limit):
-                records.append(kind.read_record(element))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise schema_errors(path, xsd, limit) from exc
-        return Parsed(kind, kind.build(root.attributes, tuple(records)))
+        return parse(path, channel, self.settings.intake.max_bytes)
 
     def _commit(
         self,
@@ -317,6 +293,37 @@ class Pipeline:
         if self.paths.outbox.is_dir():
             for temp in self.paths.outbox.rglob(f".*.{tag}.tmp"):
                 temp.unlink(missing_ok=True)
+
+
+def parse(path: Path, channel: str | None, limit: int) -> Parsed:
+    """Hardened parse and XSD validation of a whole file; raises RejectedFile.
+
+    ``channel`` is the inbox the file came from (None: any); ``limit`` bounds the bytes read.
+    """
+    root = read_root(path, limit)
+    kind = BY_ROOT.get((root.namespace, root.name))
+    if kind is None:
+        check_well_formed(path, limit)
+        raise RejectedFile.one(
+            "UNKNOWN_DOCUMENT",
+            f"root element {root.name} in namespace {root.namespace or '(none)'} is not a "
+            "document of this interface",
+            1,
+        )
+    if channel is not None and kind.channel != channel:
+        raise RejectedFile.one(
+            "WRONG_CHANNEL",
+            f"a {kind.name} document belongs in inbox/{kind.channel.value}/, not "
+            f"inbox/{channel}/",
+        )
+    xsd = schema(kind.xsd)
+    records = []
+    try:
+        for element in iter_records(path, xsd, limit):
+            records.append(kind.read_record(element))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise schema_errors(path, xsd, limit) from exc
+    return Parsed(kind, kind.build(root.attributes, tuple(records)))
 
 
 def _copy_into(source: Path, fh: BinaryIO) -> None:

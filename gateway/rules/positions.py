@@ -34,6 +34,19 @@ def duplicate_dpns(positions: Iterable[Position], as_of: date) -> set[str]:
     return {dpn for dpn, n in counts.items() if n > 1}
 
 
+def duplicate_notice(vpd: str, dpn: str, live: Iterable[Position]) -> Notice:
+    """P2: the DUPLICATE_POSITION notice for a DPN, naming the positions that carry it."""
+    numbers = sorted(p.position_number for p in live if p.dpn == dpn)
+    return Notice(
+        NoticeType.DUPLICATE_POSITION,
+        vpd,
+        f"DPN {dpn} is on {len(numbers)} positions ({', '.join(numbers)}): the mapping must be "
+        "one to one; keep one and remove the DPN from the others.",
+        dpn=dpn,
+        reason="DUPLICATE_POSITION",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RegisterView:
     """What the rules need to know of a VPD's state before the extract."""
@@ -108,17 +121,7 @@ def _derive(
     duplicates = duplicate_dpns(live, as_of)
     before = duplicate_dpns(view.positions.values(), as_of)
     for dpn in sorted(duplicates - before):
-        numbers = sorted(p.position_number for p in live if p.dpn == dpn)
-        change.notices.append(
-            Notice(
-                NoticeType.DUPLICATE_POSITION,
-                vpd,
-                f"DPN {dpn} is on {len(numbers)} positions ({', '.join(numbers)}); "
-                "the mapping must be one to one.",
-                dpn=dpn,
-                reason="DUPLICATE_POSITION",
-            )
-        )
+        change.notices.append(duplicate_notice(vpd, dpn, live))
     seen = set(view.seen_dpns)
     for p in sorted(register.values(), key=lambda p: (p.dpn or "", p.esr_position_id)):
         if p.dpn and p.dpn not in seen:
