@@ -14,7 +14,15 @@ import click
 from gateway import config as config_module
 from gateway import logs
 from gateway.documents import BY_ROOT
-from gateway.errors import ConfigError, GatewayError, RejectedFile, TransientError
+from gateway.errors import (
+    AlreadyRunning,
+    ConfigError,
+    GatewayError,
+    OutputLost,
+    RejectedFile,
+    StoreMismatch,
+    TransientError,
+)
 from gateway.flows import Context, Flow
 from gateway.flows import checks as checks_flow
 from gateway.flows import persons as persons_flow
@@ -72,6 +80,9 @@ def _settings(path: Path | None) -> config_module.Settings:
 def _pipeline(settings: config_module.Settings) -> Iterator[Pipeline]:
     try:
         store: SqlStore = open_store(settings)
+    except StoreMismatch as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     except ConfigError as exc:
         click.echo(f"configuration error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -106,6 +117,7 @@ def run(config_path: Path | None) -> None:
     from gateway.transport.local import LocalIntake  # noqa: PLC0415
 
     settings = _settings(config_path)
+    _check_partner_keys(settings)
     intake = LocalIntake(
         settings.paths.inbox,
         settings.intake.settle_seconds,
@@ -123,8 +135,27 @@ def run(config_path: Path | None) -> None:
             )
             for partner in settings.sftp
         ]
-        code = Daemon(pipeline, intake, exchanges).run()
+        try:
+            code = Daemon(pipeline, intake, exchanges).run()
+        except AlreadyRunning as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
     sys.exit(code)
+
+
+def _check_partner_keys(settings: config_module.Settings) -> None:
+    """Every SFTP partner's private key must load (with its passphrase) before the daemon
+    starts: a bad key is a configuration error, not a partner that is down."""
+    if not settings.sftp:
+        return
+    from gateway.transport.sftp import SftpEndpoint  # noqa: PLC0415
+
+    for i, partner in enumerate(settings.sftp):
+        try:
+            SftpEndpoint(partner).check_key()
+        except GatewayError as exc:
+            click.echo(f"configuration error: sftp[{i}].private_key: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
 
 
 def _channel_of(path: Path, settings: config_module.Settings, pipeline: Pipeline) -> str:
@@ -142,26 +173,27 @@ def _channel_of(path: Path, settings: config_module.Settings, pipeline: Pipeline
 @main.command()
 @_config_option
 @_as_of_option
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument(
+    "files", nargs=-1, required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+)
 def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path, ...]) -> None:
     """Take FILES through exactly the daemon's pipeline, in the order given, then stop.
 
     Each file is copied into var/ (the named file is left where it is), acknowledged in
-    outbox/reports/acks/, and archived or quarantined. Exit 0: all processed (record
-    rejections included); 1: a file was rejected whole or could not be processed.
+    outbox/reports/acks/, and archived or quarantined. Safe while a daemon runs on the same
+    var/: claims are owned in the store and each file's rules run one at a time. Exit 0: all
+    processed (record rejections included); 1: a file was rejected whole or could not be
+    processed; 2: usage (a FILE that does not exist) or configuration.
     """
     settings = _settings(config_path)
     day = _day(as_of)
     worst = EXIT_OK
-    with _pipeline(settings) as pipeline:
+    with _pipeline(settings) as pipeline, pipeline.holding():
         try:
             for receipt in pipeline.recover():
                 pipeline.process(receipt, day)
             for path in files:
-                if not path.is_file():
-                    click.echo(f"{path}: no such file", err=True)
-                    worst = EXIT_REJECTED
-                    continue
                 channel = _channel_of(path, settings, pipeline)
                 receipt = pipeline.claim(path, channel, copy=True)
                 status = pipeline.process(receipt, day)
@@ -170,6 +202,9 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
                     worst = EXIT_REJECTED
         except TransientError as exc:
             click.echo(f"error: {exc} (the file stays in var/processing/ and is retried)", err=True)
+            worst = EXIT_REJECTED
+        except OutputLost as exc:
+            click.echo(f"error: {exc}", err=True)
             worst = EXIT_REJECTED
     sys.exit(worst)
 
@@ -215,6 +250,10 @@ def extract_persons(config_path: Path | None, as_of: datetime | None, vpd: str,
     settings = _settings(config_path)
     day = _day(as_of)
     with _pipeline(settings) as pipeline:
+        if vpd not in pipeline.store.vpds():
+            click.echo(f"error: unknown VPD {vpd}: no ESR position extract has been loaded for it",
+                       err=True)
+            sys.exit(EXIT_USAGE)
         ctx = Context(settings, pipeline.store, day, pipeline.clock())
         plan, sent = persons_flow.full_plan(ctx, vpd)
         try:

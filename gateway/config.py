@@ -57,6 +57,7 @@ class Store:
     """The state store: ``sqlite:///path`` (relative to the config's folder) or ``postgresql://``."""
 
     url: str = "sqlite:///var/gateway.db"
+    lease_seconds: float = 60.0  # a claim whose holder stopped renewing it this long is free
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +234,7 @@ def _check(settings: Settings) -> None:
         "intake.max_file_mb": settings.intake.max_file_mb > 0,
         "intake.retry_limit": settings.intake.retry_limit >= 1,
         "intake.retry_seconds": settings.intake.retry_seconds >= 0,
+        "store.lease_seconds": settings.store.lease_seconds > 0,
         "rules.window_days": settings.rules.window_days >= 0,
         "rules.cutoff_days": settings.rules.cutoff_days >= 0,
     }
@@ -268,7 +270,7 @@ def _resolve(settings: Settings, base: Path) -> Settings:
     store = settings.store
     sqlite = settings.sqlite_path
     if sqlite is not None:
-        store = Store(f"sqlite:///{at(sqlite)}")
+        store = dataclasses.replace(store, url=f"sqlite:///{at(sqlite)}")
     partners = []
     for i, p in enumerate(settings.sftp):
         resolved = dataclasses.replace(

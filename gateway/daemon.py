@@ -1,25 +1,39 @@
-"""The daemon's lifecycle: start (recover, scheduled jobs), loop (intake → pipeline, retries,
-daily jobs), graceful stop on SIGTERM/SIGINT (finish the file in hand), second signal forces.
+"""The daemon's lifecycle: start (one instance per ``var/``, recover, scheduled jobs), loop
+(intake → pipeline, retries, daily jobs, orphan sweep), graceful stop on SIGTERM/SIGINT (finish
+the file in hand), second signal forces.
 
-One worker takes files one at a time, in arrival order: the rules depend on order, and the
-store has one writer. Event handlers only record hints.
+One worker takes files one at a time, in arrival order: the rules depend on order. Event handlers
+only record hints. When the machine fails (a full disk, a read-only folder, the store out of
+reach) intake *pauses*: nothing new is claimed, the file in hand is retried with backoff, nothing
+is counted against it, and one log event says why (and one when it resumes).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 from gateway import logs
-from gateway.errors import TransientError
+from gateway.errors import (
+    AlreadyRunning,
+    ClaimLost,
+    GatewayError,
+    OutputLost,
+    TransientError,
+    Unavailable,
+    Unreadable,
+)
 from gateway.jobs import run_jobs
 from gateway.pipeline import Pipeline
 from gateway.store.base import Receipt
@@ -32,7 +46,9 @@ log = logs.get("gateway.daemon")
 T = TypeVar("T")
 STOP_TIMEOUT_SECONDS = 60
 MAX_BACKOFF_SECONDS = 300.0
+MAX_PAUSE_SECONDS = 30.0
 TICK_SECONDS = 0.1
+LOCK_NAME = "run.lock"
 
 
 @dataclass(slots=True)
@@ -40,6 +56,34 @@ class _Retry:
     receipt: Receipt
     attempts: int
     due: float
+
+
+@contextlib.contextmanager
+def instance_lock(var: Path) -> Iterator[None]:
+    """Hold ``var/run.lock`` for the daemon's life; another holder → :class:`AlreadyRunning`.
+
+    An ``flock``: the kernel releases it when the holder dies, however it dies.
+    """
+    path = var / LOCK_NAME
+    try:
+        var.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise AlreadyRunning(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise AlreadyRunning(
+                f"another dit-gateway run (pid {holder}) is using {var}; only one daemon may "
+                "run per var/ on SQLite (several nodes need a PostgreSQL store)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class Daemon:
@@ -57,32 +101,47 @@ class Daemon:
         self._signals = 0
         self._retries: dict[int, _Retry] = {}
         self._jobs_day: date | None = None
+        self._jobs_retry_at = 0.0
+        self._paused: str | None = None
+        self._pause_seconds = 0.0
+        self._resume_at = 0.0
+        self._last_sweep = time.monotonic()
+        self._unreadable: set[Path] = set()
         self.processed = 0
+
+    @property
+    def pause_reason(self) -> str | None:
+        """Why intake is paused (a full disk, the store out of reach), or None."""
+        return self._paused
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until stopped; returns the exit status."""
-        self._install_signals()
-        log.info("daemon.starting", pid=os.getpid(), inbox=str(self.settings.paths.inbox),
-                 outbox=str(self.settings.paths.outbox), var=str(self.settings.paths.var))
-        for receipt in self._guard(self.pipeline.recover) or []:
-            if self._stop.is_set():
-                break
-            self._process(receipt)
-        self.intake.start()
-        for exchange in self.exchanges:
-            exchange.start()
-        try:
-            while not self._stop.is_set():
-                self._step()
-                self._stop.wait(TICK_SECONDS)
-        finally:
+        """Run until stopped; returns the exit status. Raises AlreadyRunning."""
+        lock = (
+            instance_lock(self.settings.paths.var)
+            if getattr(self.pipeline.store, "single_node", False)
+            else contextlib.nullcontext()
+        )
+        with lock, self.pipeline.holding():
+            self._install_signals()
+            log.info("daemon.starting", pid=os.getpid(), inbox=str(self.settings.paths.inbox),
+                     outbox=str(self.settings.paths.outbox), var=str(self.settings.paths.var))
+            for receipt in self._guard(self.pipeline.recover) or []:
+                self._retries[receipt.id] = _Retry(receipt, 0, 0.0)
+            self.intake.start()
             for exchange in self.exchanges:
-                exchange.stop(wait=False)
-            for exchange in self.exchanges:
-                exchange.stop()
-            self.intake.stop()
+                exchange.start()
+            try:
+                while not self._stop.is_set():
+                    self._step()
+                    self._stop.wait(TICK_SECONDS)
+            finally:
+                for exchange in self.exchanges:
+                    exchange.stop(wait=False)
+                for exchange in self.exchanges:
+                    exchange.stop()
+                self.intake.stop()
         log.info("daemon.stopped", files=self.processed, held=len(self._retries))
         return 0
 
@@ -107,64 +166,132 @@ class Daemon:
     # --- the loop ------------------------------------------------------------------------------
 
     def _step(self) -> None:
-        today = date.today()
-        if self._jobs_day != today:
-            ran = self._guard(partial(run_jobs, self.pipeline, today))
-            if ran is not None:
-                self._jobs_day = today
-        for path, channel in self.intake.ready():
-            if self._stop.is_set():
-                return
-            receipt = self._guard(partial(self.pipeline.claim, path, channel))
-            if receipt is None:
-                self.intake.later(path, self.settings.intake.retry_seconds or 1.0)
-                continue
-            self.intake.forget(path)
-            self._process(receipt)
+        if self._held_back():
+            return
         now = time.monotonic()
+        self._jobs(now)
         for retry in sorted(self._retries.values(), key=lambda r: r.receipt.id):
-            if self._stop.is_set():
+            if self._held_back():
                 return
             if retry.due <= now:
                 self._process(retry.receipt)
+        for path, channel in [] if self._held_back() else self.intake.ready():
+            if self._held_back():
+                return
+            receipt = self._claim(path, channel)
+            if receipt is not None:
+                self._process(receipt)
+        if now - self._last_sweep >= self.settings.intake.rescan_seconds:
+            self._last_sweep = now
+            for receipt in self._guard(partial(self.pipeline.recover, self._retries)) or []:
+                self._retries[receipt.id] = _Retry(receipt, 0, 0.0)
+
+    def _held_back(self) -> bool:
+        """Stopping, or paused and not yet due to try again."""
+        return self._stop.is_set() or (
+            self._paused is not None and time.monotonic() < self._resume_at
+        )
+
+    def _jobs(self, now: float) -> None:
+        today = date.today()
+        if self._jobs_day == today or now < self._jobs_retry_at:
+            return
+        if self._guard(partial(run_jobs, self.pipeline, today)) is None:
+            self._jobs_retry_at = now + max(self.settings.intake.retry_seconds, 5.0)
+        else:
+            self._jobs_day = today
+
+    def _claim(self, path: Path, channel: str) -> Receipt | None:
+        try:
+            receipt = self.pipeline.claim(path, channel)
+        except Unreadable as exc:
+            if path not in self._unreadable:
+                self._unreadable.add(path)
+                log.warning("intake.unreadable", file=path.name, channel=channel, error=str(exc))
+            self.intake.later(path, self.settings.intake.rescan_seconds)
+            return None
+        except Unavailable as exc:
+            self._pause(exc)
+            self.intake.later(path, self._pause_seconds)
+            return None
+        except TransientError as exc:
+            log.warning("file.claim_failed", file=path.name, channel=channel, error=str(exc))
+            self.intake.later(path, self.settings.intake.retry_seconds or 1.0)
+            return None
+        self._unreadable.discard(path)
+        self.intake.forget(path)
+        self._resume()
+        return receipt
 
     def _process(self, receipt: Receipt) -> None:
         try:
             self.pipeline.process(receipt, date.today())
+        except ClaimLost as exc:
+            self._retries.pop(receipt.id, None)
+            log.warning("file.claim_lost", file=receipt.name, sha256=receipt.sha256,
+                        channel=receipt.channel, error=str(exc))
+        except Unavailable as exc:
+            self._pause(exc)
+            self._later(receipt, self._pause_seconds, counted=False)
         except TransientError as exc:
-            self._failed(receipt, exc)
+            self._failed(receipt, str(exc))
+        except OutputLost as exc:
+            self._retries.pop(receipt.id, None)
+            log.error("file.output_lost", file=receipt.name, sha256=receipt.sha256,
+                      channel=receipt.channel, error=str(exc))
         except Exception as exc:  # a bug must not crash-loop the daemon on a poison file
             log.exception("file.failed", file=receipt.name, sha256=receipt.sha256,
                           channel=receipt.channel, error=type(exc).__name__)
-            self._failed(receipt, TransientError(f"internal error: {type(exc).__name__}"))
+            self._failed(receipt, f"internal error: {type(exc).__name__}")
         else:
             self._retries.pop(receipt.id, None)
             self.processed += 1
+            self._resume()
 
-    def _failed(self, receipt: Receipt, exc: TransientError) -> None:
+    def _failed(self, receipt: Receipt, error: str) -> None:
+        """A failure counted against the file (the store counted it before the attempt)."""
+        retry = self._later(receipt, 0.0, counted=True)
+        log.warning("file.retry", file=receipt.name, sha256=receipt.sha256,
+                    channel=receipt.channel, attempt=retry.attempts,
+                    limit=self.settings.intake.retry_limit,
+                    retry_in=round(retry.due - time.monotonic(), 3), error=error)
+
+    def _later(self, receipt: Receipt, delay: float, *, counted: bool) -> _Retry:
         retry = self._retries.get(receipt.id) or _Retry(receipt, 0, 0.0)
-        retry.attempts += 1
-        limit = self.settings.intake.retry_limit
-        if retry.attempts >= limit:
-            try:
-                self.pipeline.give_up(receipt, str(exc))
-            except TransientError:
-                pass
-            else:
-                self._retries.pop(receipt.id, None)
-                return
-        delay = min(self.settings.intake.retry_seconds * 2 ** (retry.attempts - 1),
-                    MAX_BACKOFF_SECONDS)
+        if counted:
+            retry.attempts += 1
+            delay = min(self.settings.intake.retry_seconds * 2 ** (retry.attempts - 1),
+                        MAX_BACKOFF_SECONDS)
         retry.due = time.monotonic() + delay
         self._retries[receipt.id] = retry
-        log.warning("file.retry", file=receipt.name, sha256=receipt.sha256,
-                    channel=receipt.channel, attempt=retry.attempts, limit=limit,
-                    retry_in=delay, error=str(exc))
+        return retry
+
+    def _pause(self, exc: Unavailable) -> None:
+        """The machine failed: stop taking files, back off, say so once per reason."""
+        first = self.settings.intake.retry_seconds or 1.0
+        self._pause_seconds = min(self._pause_seconds * 2 or first, MAX_PAUSE_SECONDS)
+        self._resume_at = time.monotonic() + self._pause_seconds
+        if self._paused != exc.reason:
+            self._paused = exc.reason
+            log.warning("intake.paused", reason=exc.reason, error=str(exc))
+
+    def _resume(self) -> None:
+        if self._paused is not None:
+            log.info("intake.resumed", reason=self._paused)
+            self._paused = None
+        self._pause_seconds = 0.0
 
     def _guard(self, work: Callable[[], T]) -> T | None:
         try:
-            return work()
-        except TransientError as exc:
+            result = work()
+        except Unavailable as exc:
+            self._pause(exc)
+            return None
+        except GatewayError as exc:
             log.warning("daemon.transient", error=str(exc))
             return None
-
+        except Exception as exc:  # a bug in a job or in recovery must not stop the daemon
+            log.exception("daemon.failed", error=type(exc).__name__)
+            return None
+        self._resume()
+        return result

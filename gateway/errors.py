@@ -3,8 +3,16 @@
     GatewayError                 base of everything the gateway raises on purpose
     ├── ConfigError              bad configuration: names the key; the gateway does not start
     ├── RejectedFile             permanent: the content is wrong; quarantine, acknowledge
-    └── TransientError           retry later: disk, store, network; the file stays claimed
-        ├── StoreUnavailable     the state store cannot be reached or written
+    ├── OutputLost               a committed output's temporary file vanished before its rename
+    ├── StoreError               the store refused a statement (a constraint): a bug of ours
+    │   ├── StoreMismatch        the store is empty or foreign while var/ shows history
+    │   └── AlreadyRunning       another daemon holds this var/ (one per var/ on SQLite)
+    └── TransientError           retry later; the file stays claimed (counted against it)
+        ├── Unavailable          the machine, not the file: intake pauses, nothing is counted
+        │   ├── StoreUnavailable     the state store cannot be reached or written
+        │   └── StorageUnavailable   a folder is full, read-only or not ours to write
+        ├── Unreadable           an inbound file or folder cannot be read: left where it is
+        ├── ClaimLost            another process owns the file now: let go of it
         ├── SftpUnavailable      a partner cannot be reached (transport/sftp.py)
         │   └── SftpRefused      ... and will not be until fixed: host key, authentication
         ├── RemoteFileError      one remote file could not be listed, read or moved
@@ -25,6 +33,10 @@ class GatewayError(Exception):
 
 class ConfigError(GatewayError):
     """The configuration is invalid; the message names the key."""
+
+
+class StoreMismatch(ConfigError):
+    """The store is empty or belongs to another gateway while ``var/`` shows this one's history."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +69,49 @@ class RejectedFile(GatewayError):
         return cls([FileError(code, message, line, column)])
 
 
+class AlreadyRunning(ConfigError):
+    """Another ``dit-gateway run`` holds this ``var/``."""
+
+
+class OutputLost(GatewayError):
+    """An output committed with its file is gone before it was renamed into place.
+
+    Only something outside the gateway removes the temporary files of a committed file; it is
+    reported loudly and the output stays listed (``status``), never skipped in silence.
+    """
+
+
+class StoreError(GatewayError):
+    """The store refused a statement for a reason of ours (a constraint, a misuse): a bug."""
+
+
 class TransientError(GatewayError):
     """A failure that has nothing to do with the file's content: retry with backoff."""
 
 
-class StoreUnavailable(TransientError):
+class Unavailable(TransientError):
+    """Something of the machine's is out of order (disk, store): pause, retry, count nothing.
+
+    ``reason`` is short and stable ("No space left on device"), so that a pause is logged once
+    per change of reason, not once per retry.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message.rpartition(": ")[2]
+
+
+class StoreUnavailable(Unavailable):
     """The state store cannot be reached or written."""
+
+
+class StorageUnavailable(Unavailable):
+    """A folder of the gateway's is full, read-only or refuses us."""
+
+
+class Unreadable(TransientError):
+    """An inbound file (or its folder) cannot be read by the gateway's user."""
+
+
+class ClaimLost(TransientError):
+    """The file is owned by another process now (its lease was taken over): let go of it."""

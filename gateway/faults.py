@@ -1,7 +1,9 @@
 """Crash points for crash tests: ``DIT_GATEWAY_CRASH_AT=name:N`` kills the process with SIGKILL
 the N-th time the pipeline passes the point ``name`` (N defaults to 1).
 
-Points of the pipeline: ``claimed``, ``outputs-written`` (temporary outputs fsynced, ledger not
+Points of the pipeline: ``claim-recorded`` (the receipt written, the file not yet moved),
+``claimed``, ``attempt-started`` (an attempt counted, the work not begun),
+``outputs-written`` (temporary outputs fsynced, ledger not
 yet committed), ``committed`` (ledger committed, outputs not yet renamed), ``published`` (outputs
 renamed, input not yet archived). Points of an SFTP take: ``sftp-downloaded``, ``sftp-fetched``,
 ``sftp-published``, ``sftp-moved``; of a delivery: ``sftp-uploaded``, ``sftp-delivered`` (see

@@ -25,7 +25,7 @@ ALLOWED_KEYS = frozenset(
         "job", "as_of", "week", "files", "retry_in", "limit", "pid", "inbox", "outbox", "var",
         "store", "version", "signal", "state", "remote", "bytes", "host", "port", "last_success",
         "observer", "held", "released", "duplicate_of", "ack", "errors", "config", "dropped_keys",
-        "exception",
+        "exception", "attempts", "lease_seconds",
     }
 )
 
@@ -77,6 +77,9 @@ def configure(fmt: str = "json", level: str = "info", stream: TextIO | None = No
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            # The traceback as text under "exception", before the allowlist (which keeps and
+            # scrubs it): a bug in production must leave its story, not only its class name.
+            structlog.processors.format_exc_info,
             keep_personal_data_out,
             renderer,
         ],

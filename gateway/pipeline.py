@@ -17,26 +17,39 @@ what 2 listed and moves the input on.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import stat
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gateway import faults, logs
+from gateway import faults, logs, owner
 from gateway.config import CHANNELS, UNKNOWN_CHANNEL, Settings
 from gateway.documents import BY_ROOT, DocumentKind
-from gateway.errors import FileError, RejectedFile, TransientError
+from gateway.errors import (
+    FileError,
+    GatewayError,
+    OutputLost,
+    RejectedFile,
+    StorageUnavailable,
+    TransientError,
+    Unavailable,
+    Unreadable,
+)
 from gateway.flows import Context, Flow, Output, Plan
 from gateway.models import Totals
-from gateway.store.base import Receipt, SqlStore
+from gateway.store.base import CLAIMING, Held, Receipt, SqlStore
 from gateway.transport import files
 from gateway.xml import writers
 from gateway.xml.schemas import schema
-from gateway.xml.secure import check_well_formed, iter_records, read_root, schema_errors
+from gateway.xml.secure import check_well_formed, iter_records, read_root, validation_errors
 
 log = logs.get("gateway.pipeline")
 
@@ -54,6 +67,16 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def sent_name(name: str) -> str:
+    """A partner's file name as sent, with what XML cannot carry written as ``\\xNN``."""
+    return _NOT_XML.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", name
+    )
+
+
 def utc_now() -> str:
     """The current time as an ``xs:dateTime`` with zone."""
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -68,7 +91,12 @@ class Parsed:
 
 
 class Pipeline:
-    """Takes claimed files through their life; shared by the daemon and the one-shot commands."""
+    """Takes claimed files through their life; shared by the daemon and the one-shot commands.
+
+    Every claim is owned by this process (:mod:`gateway.owner`) and leased in the store; state
+    changes (a file's rules and commit, a job, recovery) happen under the store's work lock, one
+    at a time across every process that shares the store.
+    """
 
     def __init__(
         self,
@@ -82,41 +110,118 @@ class Pipeline:
         self.flows = flows
         self.clock = clock
         self.paths = settings.paths
+        self.owner = str(owner.me())
+        self._owed: dict[int, int] = {}  # attempts to give back once the store is writable
+        self._dangling: set[int] = set()  # claims to drop once the store is writable
+
+    def lease_until(self) -> float:
+        """When a claim taken or renewed now expires."""
+        return time.time() + self.settings.store.lease_seconds
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Renew this process's leases in the background while the block runs."""
+        stop = threading.Event()
+        every = max(self.settings.store.lease_seconds / 3, 0.05)
+
+        def renew() -> None:
+            while not stop.wait(every):
+                try:
+                    self.store.renew(self.owner, self.lease_until())
+                except GatewayError as exc:
+                    log.warning("lease.renew_failed", error=str(exc))
+
+        thread = threading.Thread(target=renew, name="lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
 
     # --- claim ---------------------------------------------------------------------------------
 
     def claim(self, source: Path, channel: str, *, copy: bool = False) -> Receipt:
-        """Move (or copy) a complete inbound file into ``var/processing/`` and record it."""
-        name = safe_name(source.name)
-        if not copy and (source.is_symlink() or not source.is_file()):
-            # From an inbox, only regular files are taken: a link could point anywhere.
-            raise TransientError(f"{name} is not a regular file; it is left where it is")
-        folder = self.paths.processing / channel
-        target = folder / name
-        n = 1
-        while target.exists():
-            target = folder / f"{n}-{name}"
-            n += 1
+        """Move (or copy) a complete inbound file into ``var/processing/`` and record it.
+
+        The receipt (owner, lease, where the file comes from) is written first, then the file
+        moved: a file in ``var/processing/`` always has its receipt, so a crash anywhere leaves
+        something recovery can decide on. An unreadable file is left where it is.
+        """
+        original = source.name
+        name = safe_name(original)
+        for rid in sorted(self._dangling):
+            self.store.drop_claim(rid)
+            self._dangling.discard(rid)
+        fd = _open_inbound(source, name, follow=copy)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if copy:
-                temp = files.temp_path_for(target, "claim")
-                files.write_temp(temp, lambda fh: _copy_into(source, fh))
-                temp.rename(target)
-            else:
-                source.rename(target)
-            files.fsync_dir(folder)
-        except OSError as exc:
-            raise TransientError(f"cannot claim {name}: {exc.strerror or exc}") from exc
-        faults.crashpoint("claimed")
-        receipt = self.store.claim(name, channel, files.sha256_of(target), target, self.clock())
+            ino = os.fstat(fd).st_ino
+            folder = self.paths.processing / channel
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageUnavailable(f"cannot create {folder}: {exc.strerror}") from exc
+            receipt = self.store.claim(
+                name, channel, folder, at=self.clock(), owner=self.owner,
+                lease_until=self.lease_until(), original_name=original,
+                source=None if copy else (str(source), ino),
+            )
+            target = Path(receipt.processing_path)
+            faults.crashpoint("claim-recorded")
+            try:
+                if copy:
+                    _copy_claim(fd, target)
+                else:
+                    files.take(fd, source, target)
+            except BaseException:
+                try:
+                    self.store.drop_claim(receipt.id)
+                except GatewayError:
+                    self._dangling.add(receipt.id)  # dropped before the next claim
+                raise
+            faults.crashpoint("claimed")
+            receipt = self.store.claimed(receipt.id, files.sha256_of_fd(fd))
+        finally:
+            os.close(fd)
         log.info("file.claimed", file=name, sha256=receipt.sha256, channel=channel)
         return receipt
 
     # --- process -------------------------------------------------------------------------------
 
     def process(self, receipt: Receipt, as_of: date) -> str:
-        """Take one claimed file to its end; returns its status. Raises TransientError."""
+        """Take one claimed file to its end; returns its status.
+
+        Raises TransientError (the file stays claimed; :class:`Unavailable` ones are not counted
+        against the file) and ClaimLost (another process owns it now: let go).
+        """
+        with self.store.work_lock():
+            owed = self._owed.pop(receipt.id, 0)
+            try:
+                attempts = self.store.begin_attempt(receipt.id, self.owner, give_back=owed)
+            except Unavailable:
+                self._owed[receipt.id] = owed
+                raise
+            if attempts > self.settings.intake.retry_limit:
+                self._give_up(receipt, self.store.last_error(receipt.id) or "unknown")
+                return "rejected"
+            faults.crashpoint("attempt-started")
+            try:
+                return self._process(receipt, as_of)
+            except Unavailable as exc:
+                self._give_back(receipt.id, str(exc))
+                raise
+            except Exception as exc:
+                with contextlib.suppress(GatewayError):
+                    self.store.note_error(receipt.id, _describe(exc))
+                raise
+
+    def _give_back(self, rid: int, error: str) -> None:
+        try:
+            self.store.undo_attempt(rid, error)
+        except GatewayError:
+            self._owed[rid] = self._owed.get(rid, 0) + 1
+
+    def _process(self, receipt: Receipt, as_of: date) -> str:
         started = time.monotonic()
         path = Path(receipt.processing_path)
         now = self.clock()
@@ -135,18 +240,10 @@ class Pipeline:
             except RejectedFile as rejected:
                 status, plan, errors = "rejected", Plan(), rejected.errors
         totals = Totals.of(plan.outcomes)
-        header = writers.AckHeader(
-            receipt.name, receipt.sha256, receipt.claimed_at, receipt.channel, status, now,
-            duplicate_of,
-        )
-        ack = Output(
-            self.paths.acks / receipt.ack_name,
-            partial(writers.write_ack, header=header, errors=errors, outcomes=plan.outcomes,
-                    totals=totals),
-        )
+        ack = self._ack(receipt, status, now, errors, plan, totals, duplicate_of)
         outputs = [*plan.outputs, ack]
         self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of)
-        self._finalize(receipt.id, path, status, receipt.channel)
+        self._finalize(receipt, status)
         log.info(
             f"file.{status}",
             file=receipt.name,
@@ -164,6 +261,26 @@ class Pipeline:
             duration_ms=round((time.monotonic() - started) * 1000),
         )
         return status
+
+    def _ack(
+        self,
+        receipt: Receipt,
+        status: str,
+        now: str,
+        errors: list[FileError],
+        plan: Plan,
+        totals: Totals,
+        duplicate_of: str | None,
+    ) -> Output:
+        header = writers.AckHeader(
+            sent_name(receipt.sent_name), receipt.sha256, receipt.claimed_at, receipt.channel,
+            status, now, duplicate_of, stored_as=receipt.name,
+        )
+        return Output(
+            self.paths.acks / receipt.ack_name,
+            partial(writers.write_ack, header=header, errors=errors, outcomes=plan.outcomes,
+                    totals=totals),
+        )
 
     def parse(self, path: Path, channel: str | None) -> Parsed:
         """Hardened parse and XSD validation of a whole file; raises RejectedFile."""
@@ -184,6 +301,7 @@ class Pipeline:
                 receipt.id,
                 status,
                 at=self.clock(),
+                owner=self.owner,
                 code=errors[0].code if errors else None,
                 duplicate_of=duplicate_of,
                 totals={"received": totals.received, "rejected": totals.rejected},
@@ -197,102 +315,200 @@ class Pipeline:
         """Write outputs under temporary names, commit state in one transaction, then publish.
 
         ``rid`` is the receipt whose outputs these are (0 for a scheduled job); ``tag`` makes the
-        temporary names unique to this piece of work, so that a retry overwrites them.
+        temporary names unique to this piece of work, so that a retry overwrites them. A
+        temporary output that is gone before the commit (removed by something else) fails the
+        commit, so the file is processed again rather than acknowledged with a hole.
         """
-        written: list[tuple[Path, Path]] = []
-        try:
-            for output in outputs:
-                temp = files.temp_path_for(output.path, tag)
-                files.write_temp(temp, output.write)
-                written.append((temp, output.path))
-            faults.crashpoint("outputs-written")
-            with self.store.transaction():
-                plan.apply(self.store)
-                finish()
-                self.store.add_pending_outputs(rid, written)
-        except BaseException:
-            for temp, _final in written:
-                files.discard(temp)
-            raise
-        faults.crashpoint("committed")
-        self._publish(rid, written)
+        with self.store.work_lock():
+            written: list[files.Written] = []
+            try:
+                for output in outputs:
+                    temp = files.temp_path_for(output.path, tag)
+                    ino, size = files.write_temp(temp, output.write)
+                    written.append((temp, output.path, ino, size))
+                faults.crashpoint("outputs-written")
+                with self.store.transaction():
+                    plan.apply(self.store)
+                    finish()
+                    self.store.add_pending_outputs(rid, written)
+                    gone = [t for t, _f, i, n in written if not files.still_written(t, i, n)]
+                    if gone:
+                        raise TransientError(
+                            f"{len(gone)} output(s) vanished before the commit, e.g. "
+                            f"{gone[0].name}: the file is processed again"
+                        )
+            except BaseException:
+                for temp, _final, _ino, _size in written:
+                    files.discard(temp)
+                raise
+            faults.crashpoint("committed")
+            self._publish(rid, written)
 
-    def _publish(self, rid: int, outputs: Iterable[tuple[Path, Path]]) -> None:
+    def _publish(self, rid: int, outputs: Iterable[files.Written]) -> None:
         files.publish_all(outputs)
         self.store.clear_outputs(rid)
         faults.crashpoint("published")
 
-    def _finalize(self, rid: int, path: Path, status: str, channel: str) -> None:
+    def _finalize(self, receipt: Receipt, status: str) -> None:
+        path = Path(receipt.processing_path)
         if path.exists():
             if status == "rejected":
-                files.move(path, self.paths.quarantine)
+                files.move(path, self.paths.quarantine, receipt.name)
             else:
                 day = self.clock()[:10]
-                files.move(path, self.paths.archive / channel / day)
-        self.store.close_receipt(rid)
+                files.move(path, self.paths.archive / receipt.channel / day, receipt.name)
+        self.store.close_receipt(receipt.id)
 
     def give_up(self, receipt: Receipt, error: str) -> None:
         """Quarantine a file that kept failing for a reason other than its content."""
+        with self.store.work_lock():
+            self._give_up(receipt, error)
+
+    def _give_up(self, receipt: Receipt, error: str) -> None:
         now = self.clock()
         errors = [FileError("PROCESSING_FAILED", f"gave up after repeated failures: {error}")]
-        header = writers.AckHeader(
-            receipt.name, receipt.sha256, receipt.claimed_at, receipt.channel, "rejected", now
-        )
-        ack = Output(
-            self.paths.acks / receipt.ack_name,
-            partial(writers.write_ack, header=header, errors=errors, outcomes=[], totals=Totals()),
-        )
+        ack = self._ack(receipt, "rejected", now, errors, Plan(), Totals(), None)
         self._commit(receipt, "rejected", Plan(), [ack], errors, Totals(), None)
-        self._finalize(receipt.id, Path(receipt.processing_path), "rejected", receipt.channel)
+        self._finalize(receipt, "rejected")
         log.error("file.quarantined", file=receipt.name, sha256=receipt.sha256,
                   channel=receipt.channel, code="PROCESSING_FAILED", error=error)
 
     # --- recovery ------------------------------------------------------------------------------
 
-    def recover(self) -> list[Receipt]:
-        """Finish what a crash interrupted; return the claimed files still to process."""
-        pending_by_receipt: dict[int, list[tuple[Path, Path]]] = {}
-        for rid, temp, final in self.store.pending_outputs():
-            pending_by_receipt.setdefault(rid, []).append((temp, final))
-        for rid, outputs in pending_by_receipt.items():
-            outputs.sort(key=lambda pair: pair[1].parent == self.paths.acks)
-            self._publish(rid, outputs)
-        todo = []
-        for path in self._processing_files():
-            receipt = self.store.open_receipt(path)
-            if receipt is None:
-                receipt = self.store.claim(
-                    path.name, path.parent.name, files.sha256_of(path), path, self.clock()
-                )
-            if receipt.status == "claimed":
-                self._remove_temps(receipt.sha256[:12])
-                todo.append(receipt)
-            else:
-                self._finalize(receipt.id, path, receipt.status, receipt.channel)
-        for receipt in self.store.open_receipts():
-            if receipt.status != "claimed" and not Path(receipt.processing_path).exists():
-                self.store.close_receipt(receipt.id)
+    def recover(self, working: Collection[int] = ()) -> list[Receipt]:
+        """Finish what a crash interrupted; return the claimed files to process.
+
+        Takes only what nobody holds: claims whose owner is gone (lease expired, or a dead
+        process on this host), and this process's own claims that it is not ``working`` on.
+        """
+        with self.store.work_lock():
+            todo = []
+            for held in self.store.held_receipts():
+                receipt = self._take(held, working)
+                if receipt is not None:
+                    todo.append(receipt)
+            self._publish_pending(0)  # a job's outputs (jobs run under the work lock too)
+            todo += self._adopt_orphans()
         if todo:
             log.info("recovery.pending", count=len(todo))
         return sorted(todo, key=lambda r: r.id)
 
-    def _processing_files(self) -> list[Path]:
-        found = []
+    def _take(self, held: Held, working: Collection[int]) -> Receipt | None:
+        """Take over one open receipt if its owner is gone; the receipt to process, if any."""
+        receipt = held.receipt
+        if receipt.owner == self.owner:
+            if receipt.id in working:
+                return None
+        elif not owner.gone(receipt.owner, held.lease_until, time.time()) or not (
+            self.store.take_over(receipt.id, receipt.owner, self.owner, self.lease_until())
+        ):
+            return None
+        if not self._publish_pending(receipt.id):
+            return None
+        if receipt.status == CLAIMING:
+            return self._finish_claim(held)
+        if receipt.status == "claimed":
+            self._remove_temps(receipt.sha256[:12])
+            return self.store.receipt(receipt.id)
+        self._finalize(receipt, receipt.status)
+        return None
+
+    def _publish_pending(self, rid: int) -> bool:
+        pending = [(p.temp, p.final, p.ino, p.size) for p in self.store.pending_outputs(rid)]
+        if not pending:
+            return True
+        if rid:
+            pending.sort(key=lambda o: o[1].parent == self.paths.acks)  # the ack last
+        try:
+            self._publish(rid, pending)
+        except OutputLost as exc:
+            log.error("recovery.output_lost", count=len(pending), error=str(exc))
+            return False
+        return True
+
+    def _finish_claim(self, held: Held) -> Receipt | None:
+        """A claim interrupted between its receipt and its ``claimed`` mark: did the move
+        happen? If the file is in ``var/processing/`` (and not still, unmoved, in the inbox),
+        it is ours; otherwise the receipt is dropped and the inbox file taken again later."""
+        receipt = held.receipt
+        target = Path(receipt.processing_path)
+        files.discard(files.temp_path_for(target, "claim"))
+        moved = target.is_file() and not _unmoved(held.source_path, held.source_ino, target)
+        if not moved:
+            files.discard(target)
+            self.store.drop_claim(receipt.id)
+            return None
+        return self.store.claimed(receipt.id, files.sha256_of(target))
+
+    def _adopt_orphans(self) -> list[Receipt]:
+        """Files in ``var/processing/`` with no receipt (left by version 0.1): claim them."""
+        known = {h.receipt.processing_path for h in self.store.held_receipts()}
+        adopted = []
         for channel in (*CHANNELS, UNKNOWN_CHANNEL):
             folder = self.paths.processing / channel
             if not folder.is_dir():
                 continue
             for path in folder.iterdir():
-                if path.name.startswith("."):
-                    path.unlink(missing_ok=True)  # an interrupted copy-claim
-                elif path.is_file():
-                    found.append(path)
-        return found
+                if path.name.startswith(".") or str(path) in known or not path.is_file():
+                    continue
+                adopted.append(self.claim(path, channel))
+        return adopted
 
     def _remove_temps(self, tag: str) -> None:
         if self.paths.outbox.is_dir():
             for temp in self.paths.outbox.rglob(f".*.{tag}.tmp"):
                 temp.unlink(missing_ok=True)
+
+
+def _open_inbound(source: Path, name: str, *, follow: bool) -> int:
+    """Open an inbound file for reading; only a regular file (never a link, from an inbox)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(source, flags)
+    except PermissionError as exc:
+        raise Unreadable(f"{name} cannot be read by the gateway's user; it is left where it is"
+                         ) from exc
+    except OSError as exc:
+        raise TransientError(f"{name} is not a regular file; it is left where it is") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise TransientError(f"{name} is not a regular file; it is left where it is")
+    return fd
+
+
+def _copy_claim(fd: int, target: Path) -> None:
+    """Copy an open file into ``target`` atomically (``process`` leaves the original)."""
+    temp = files.temp_path_for(target, "claim")
+    os.lseek(fd, 0, os.SEEK_SET)
+    with os.fdopen(os.dup(fd), "rb") as src:
+        files.write_temp(temp, partial(_copy_stream, src))
+    try:
+        os.rename(temp, target)
+    except OSError as exc:
+        files.discard(temp)
+        raise StorageUnavailable(f"cannot claim {target.name}: {exc.strerror}") from exc
+
+
+def _copy_stream(src: BinaryIO, dst: BinaryIO) -> None:
+    while chunk := src.read(1024 * 1024):
+        dst.write(chunk)
+
+
+def _unmoved(source_path: str | None, source_ino: int | None, target: Path) -> bool:
+    """Whether the file a claim was taking is still in the inbox, unmoved (so ``target`` is a
+    partial copy, not the file)."""
+    if source_path is None or source_ino is None:
+        return False
+    try:
+        return os.stat(source_path, follow_symlinks=False).st_ino == source_ino != (
+            target.stat().st_ino
+        )
+    except OSError:
+        return False
+
+
+def _describe(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, GatewayError) else f"internal error: {type(exc).__name__}"
 
 
 def parse(path: Path, channel: str | None, limit: int) -> Parsed:
@@ -322,11 +538,10 @@ def parse(path: Path, channel: str | None, limit: int) -> Parsed:
         for element in iter_records(path, xsd, limit):
             records.append(kind.read_record(element))
     except (ValueError, KeyError, TypeError) as exc:
-        raise schema_errors(path, xsd, limit) from exc
+        # Invalid content that the streaming validator had not yet reported is a rejection; a
+        # reader failing on a valid file is a bug, and is raised as one (retried, then counted).
+        rejected = validation_errors(path, xsd, limit)
+        if rejected is None:
+            raise
+        raise rejected from exc
     return Parsed(kind, kind.build(root.attributes, tuple(records)))
-
-
-def _copy_into(source: Path, fh: BinaryIO) -> None:
-    with source.open("rb") as src:
-        while chunk := src.read(1024 * 1024):
-            fh.write(chunk)

@@ -16,10 +16,14 @@ from typing import Any
 class DaemonProcess:
     """Starts, watches and stops ``dit-gateway run`` with a given config."""
 
-    def __init__(self, root: Path, config: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, config: Path, env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> None:
         self.root = root
         self.config = config
         self.env = env or {}
+        self.prefix = prefix  # e.g. setpriv, to run the daemon with fewer privileges
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
         self.log_path = root / "daemon.log"
@@ -29,7 +33,8 @@ class DaemonProcess:
         full_env = {**os.environ, **self.env, **env}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
+                [*self.prefix, sys.executable, "-m", "gateway", "run", "--config",
+                 str(self.config)],
                 cwd=self.root,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -38,8 +43,14 @@ class DaemonProcess:
         self.runs += 1
 
     def terminate(self, timeout: float = 60) -> int:
-        """SIGTERM, then wait; returns the exit status."""
+        """SIGTERM (once the daemon has installed its handlers), then wait; returns the exit
+        status."""
         assert self.proc is not None
+        wait_until(
+            lambda: self.proc is None or self.proc.poll() is not None
+            or sum(e["event"] == "daemon.starting" for e in self.logs()) >= self.runs,
+            what="the daemon to start",
+        )
         self.proc.send_signal(signal.SIGTERM)
         return self.wait(timeout)
 

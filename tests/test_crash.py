@@ -15,7 +15,8 @@ N = 200
 NOTE = "{urn:dit-gateway:notifications:1}Notification"
 POST = "{urn:dit-gateway:tis:position-extract:1}Post"
 CRASHES = [
-    "claimed:15",          # moved into var/processing/, not yet in the ledger
+    "claim-recorded:10",   # the receipt written, the file not yet moved into var/processing/
+    "claimed:15",          # moved into var/processing/, not yet hashed and marked claimed
     "outputs-written:30",  # outputs fsynced under temporary names, ledger not committed
     "committed:25",        # ledger committed, outputs not yet renamed into place
     "published:40",        # outputs in place, input not yet archived
@@ -31,7 +32,7 @@ def dpn(i: int) -> str:
 def test_sigkill_at_each_commit_step_loses_nothing_and_repeats_nothing(
     daemon: DaemonProcess,
 ) -> None:
-    """Killed five times across a 200-file batch, the daemon ends with every file acknowledged
+    """Killed six times across a 200-file batch, the daemon ends with every file acknowledged
     exactly once, every output whole and valid, and none written twice."""
     root = daemon.root
     inbox = root / "inbox" / "esr"

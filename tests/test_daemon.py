@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -93,45 +94,63 @@ def test_daemon_duplicate_drop_gets_duplicate_ack(daemon: DaemonProcess) -> None
     assert daemon.terminate() == 0
 
 
-def test_transient_failure_is_retried_then_quarantined(daemon: DaemonProcess) -> None:
-    """A file that cannot be processed for a reason other than its content (its output folder
-    is blocked) stays claimed and is retried with backoff, then quarantined at the limit."""
+def test_a_blocked_output_folder_pauses_intake_and_is_never_counted_against_the_file(
+    daemon: DaemonProcess,
+) -> None:
+    """A folder the gateway cannot write (here: a file stands where outbox/tis/ should be) is
+    the machine's fault: intake pauses with one log event, the file is retried without being
+    counted (never quarantined, even past retry_limit), and is processed once the fault clears."""
     root = daemon.root
     config = daemon.config.read_text()
-    daemon.config.write_text(config.replace("[intake]\n", "[intake]\nretry_limit = 3\n"))
+    daemon.config.write_text(config.replace("[intake]\n", "[intake]\nretry_limit = 1\n"))
     (root / "outbox").mkdir()
-    (root / "outbox" / "tis").write_text("not a folder")  # a real fault: mkdir fails
+    blocker = root / "outbox" / "tis"
+    blocker.write_text("not a folder")  # a real fault: mkdir fails
     daemon.start()
     inbox = root / "inbox" / "esr"
     wait_until(inbox.is_dir, what="inbox folders")
     (inbox / "pos.xml").write_text(b.positions("RGT", [b.position(1)]))
-    wait_until(lambda: acks(root) == ["pos.ack.xml"], timeout=30, what="give-up ack")
+    wait_until(lambda: any(e["event"] == "intake.paused" for e in daemon.logs()), what="pause")
+    # Retries at 0.2, 0.4, 0.8, 1.6 s: several pass while we look (absence takes time to show).
+    time.sleep(3)
+    assert acks(root) == []
+    with sqlite3.connect(root / "var" / "gateway.db") as db:
+        attempts = db.execute("SELECT attempts FROM receipts").fetchall()
+    db.close()
+    assert attempts == [(0,)]
+    blocker.unlink()
+    wait_until(lambda: acks(root) == ["pos.ack.xml"], what="ack after the fault cleared")
+    ack = assert_valid(root / "outbox" / "reports" / "acks" / "pos.ack.xml")
+    assert ack.get("status") == "processed"
+    assert (root / "outbox" / "tis" / "EOE" / "positions-RGT-2026-11-02.xml").exists()
+    assert daemon.terminate() == 0
+    events = [e["event"] for e in daemon.logs()]
+    assert events.count("intake.paused") == 1
+    assert events.count("intake.resumed") == 1
+    assert "file.retry" not in events
+
+
+def test_a_file_that_kills_the_process_is_quarantined_after_retry_limit_starts(
+    daemon: DaemonProcess,
+) -> None:
+    """Attempts are counted in the store before the work: a file that takes the daemon down
+    every time is quarantined (PROCESSING_FAILED) at the start after retry_limit, not looped."""
+    root = daemon.root
+    config = daemon.config.read_text()
+    daemon.config.write_text(config.replace("[intake]\n", "[intake]\nretry_limit = 2\n"))
+    inbox = root / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    (inbox / "pos.xml").write_text(b.positions("RGT", [b.position(1)]))
+    for _ in range(2):
+        daemon.start(DIT_GATEWAY_CRASH_AT="attempt-started:1")
+        assert daemon.wait(timeout=60) == -signal.SIGKILL
+    daemon.start()
+    wait_until(lambda: acks(root) == ["pos.ack.xml"], what="the give-up ack")
     ack = assert_valid(root / "outbox" / "reports" / "acks" / "pos.ack.xml")
     assert ack.get("status") == "rejected"
     assert ack.find(f"{ACK}Error").get("code") == "PROCESSING_FAILED"  # type: ignore[union-attr]
     assert (root / "var" / "quarantine" / "pos.xml").exists()
-    retries = [e for e in daemon.logs() if e["event"] == "file.retry"]
-    assert [e["attempt"] for e in retries] == [1, 2]
-    assert retries[1]["retry_in"] > retries[0]["retry_in"]
-    assert daemon.terminate() == 0
-
-
-def test_transient_failure_recovers_when_the_fault_clears(daemon: DaemonProcess) -> None:
-    """Once the blocked folder is freed, the retried file is processed normally."""
-    root = daemon.root
-    (root / "outbox").mkdir()
-    blocker = root / "outbox" / "tis"
-    blocker.write_text("not a folder")
-    daemon.start()
-    inbox = root / "inbox" / "esr"
-    wait_until(inbox.is_dir, what="inbox folders")
-    (inbox / "pos.xml").write_text(b.positions("RGT", [b.position(1)]))
-    wait_until(lambda: any(e["event"] == "file.retry" for e in daemon.logs()), what="a retry")
-    blocker.unlink()
-    wait_until(lambda: acks(root) == ["pos.ack.xml"], what="ack after recovery")
-    ack = assert_valid(root / "outbox" / "reports" / "acks" / "pos.ack.xml")
-    assert ack.get("status") == "processed"
-    assert (root / "outbox" / "tis" / "EOE" / "positions-RGT-2026-11-02.xml").exists()
+    assert not (root / "outbox" / "tis").exists()
     assert daemon.terminate() == 0
 
 

@@ -44,8 +44,8 @@ def test_a_failed_transaction_changes_nothing(tmp_path: Path) -> None:
 def test_receipts_keep_acknowledgement_names_unique(tmp_path: Path) -> None:
     """Two files of the same name get two acknowledgement names, fixed at claim time."""
     with SqliteStore(tmp_path / "g.db") as store:
-        first = store.claim("daily.xml", "esr", "a" * 64, tmp_path / "1", "t1")
-        second = store.claim("daily.xml", "esr", "b" * 64, tmp_path / "2", "t2")
+        first = store.claim("daily.xml", "esr", tmp_path, at="t1", owner="h:1:1", lease_until=0)
+        second = store.claim("daily.xml", "esr", tmp_path, at="t2", owner="h:1:1", lease_until=0)
         assert first.ack_name == "daily.ack.xml"
         assert second.ack_name == f"daily.{second.id}.ack.xml"
         assert store.receipt(second.id).ack_name == second.ack_name

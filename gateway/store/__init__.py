@@ -6,8 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gateway.config import Settings
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StoreMismatch, StoreUnavailable, TransientError
 from gateway.store.base import Receipt, SqlStore
+from gateway.transport import files
+
+MARKER = "store-id"
 
 
 def _sqlite(settings: Settings) -> SqlStore:
@@ -31,9 +34,55 @@ STORES: dict[str, Callable[[Settings], SqlStore]] = {
 
 
 def open_store(settings: Settings) -> SqlStore:
-    """The store named by ``store.url``."""
+    """The store named by ``store.url``, checked to be the one ``var/`` belongs with."""
     scheme = settings.store.url.split(":", 1)[0]
-    return STORES[scheme](settings)
+    store = STORES[scheme](settings)
+    try:
+        check_identity(store, settings.paths.var)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def check_identity(store: SqlStore, var: Path) -> None:
+    """Refuse a store that is empty or foreign while ``var/`` shows another store's history.
+
+    ``var/.store-id`` holds the identity of the store ``var/`` was used with. A new ``var/`` takes
+    the store's; a store restored wrongly (emptied, another gateway's) would make every file
+    look new and send placements to ESR twice, so it is refused until an operator decides.
+    """
+    marker = var / MARKER
+    sid, fresh = store.store_id()
+    try:
+        known: str | None = marker.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        known = None
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot read {marker}: {exc.strerror}") from exc
+    if known == sid:
+        return
+    if known is not None or (fresh and _has_history(var)):
+        raise StoreMismatch(
+            f"the store is {'empty' if fresh else 'not the one'} that {var} was used with "
+            f"({marker} names store {known or '(none)'}, the store is {sid}); restore the store "
+            f"from its backup, or move {var} aside to start afresh on purpose. Nothing was "
+            "processed."
+        )
+    try:
+        var.mkdir(parents=True, exist_ok=True)
+        files.write_atomic(marker, f"{sid}\n".encode("ascii"))
+    except TransientError as exc:
+        raise StoreUnavailable(str(exc)) from exc
+
+
+def _has_history(var: Path) -> bool:
+    """Whether ``var/`` holds files the gateway took (archived, quarantined or in hand)."""
+    for name in ("archive", "quarantine", "processing"):
+        folder = var / name
+        if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+            return True
+    return False
 
 
 __all__ = ["STORES", "Receipt", "SqlStore", "open_store"]

@@ -8,6 +8,7 @@ context managers; all state is keyed by VPD.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gateway.errors import ClaimLost
 from gateway.models import Occupant, Person, Placement, Position, SentApplicant
 from gateway.store import codec
 
@@ -32,11 +34,39 @@ class Receipt:
     status: str
     attempts: int
     claimed_at: str
+    original_name: str = ""
+    owner: str | None = None
 
     @property
     def stem(self) -> str:
         """The input's name without its extension(s) — the root of every output name."""
         return stem_of(self.name)
+
+    @property
+    def sent_name(self) -> str:
+        """The file's name as the partner sent it (the safe name for files from before 0.2)."""
+        return self.original_name or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An open receipt with what recovery needs to decide whether its owner is gone."""
+
+    receipt: Receipt
+    lease_until: float | None
+    source_path: str | None
+    source_ino: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOutput:
+    """An output committed with its file but perhaps not yet renamed into place."""
+
+    receipt_id: int
+    temp: Path
+    final: Path
+    ino: int | None
+    size: int | None
 
 
 def stem_of(name: str) -> str:
@@ -48,8 +78,10 @@ def stem_of(name: str) -> str:
 
 
 _RECEIPT_COLUMNS = (
-    "id, name, channel, sha256, processing_path, ack_name, status, attempts, claimed_at"
+    "id, name, channel, sha256, processing_path, ack_name, status, attempts, claimed_at,"
+    " COALESCE(original_name, ''), owner"
 )
+CLAIMING, CLAIMED = "claiming", "claimed"
 
 
 class SqlStore:
@@ -65,6 +97,10 @@ class SqlStore:
 
     def transaction(self) -> AbstractContextManager[None]:
         """All writes inside happen together or not at all."""
+        raise NotImplementedError
+
+    def work_lock(self) -> AbstractContextManager[None]:
+        """Held while a file or a job changes state: one at a time across every process."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -85,47 +121,138 @@ class SqlStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # --- identity ------------------------------------------------------------------------------
+
+    def store_id(self) -> tuple[str, bool]:
+        """This store's identity (see ``var/.store-id``), and whether it was made just now for
+        a store with no history (a new store; not one upgraded from before identities)."""
+        with self.transaction():
+            made = self._execute(
+                "INSERT INTO store_meta (key, value) VALUES ('store_id', ?)"
+                " ON CONFLICT (key) DO NOTHING RETURNING value",
+                (uuid.uuid4().hex,),
+            )
+            sid = str(self._execute("SELECT value FROM store_meta WHERE key = 'store_id'")[0][0])
+            fresh = bool(made) and not self._execute("SELECT 1 FROM receipts LIMIT 1")
+        return sid, fresh
+
     # --- ledger --------------------------------------------------------------------------------
 
     def claim(
-        self, name: str, channel: str, sha256: str, processing_path: Path, at: str
+        self,
+        name: str,
+        channel: str,
+        folder: Path,
+        *,
+        at: str,
+        owner: str,
+        lease_until: float,
+        original_name: str = "",
+        source: tuple[str, int | None] | None = None,
     ) -> Receipt:
-        """Record a newly claimed file; its acknowledgement name is fixed now, once."""
+        """Record a file about to be claimed into ``folder``, owned by ``owner``.
+
+        Its place in ``var/processing/`` and its acknowledgement name are fixed now, once, from
+        the receipt's id: unique whatever else claims at the same time.
+        """
         stem = stem_of(name)
+        source_path, source_ino = source or (None, None)
         with self.transaction():
             taken = self._execute("SELECT 1 FROM receipts WHERE ack_name = ?", (f"{stem}.ack.xml",))
-            self._execute(
-                "INSERT INTO receipts (name, channel, sha256, processing_path, ack_name, status,"
-                " claimed_at) VALUES (?, ?, ?, ?, ?, 'claimed', ?)",
-                (name, channel, sha256, str(processing_path), f"pending:{sha256}:{at}", at),
-            )
-            rid = self._execute(
-                "SELECT id FROM receipts WHERE ack_name = ?", (f"pending:{sha256}:{at}",)
-            )[0][0]
+            rid = int(self._execute(
+                "INSERT INTO receipts (name, original_name, channel, sha256, processing_path,"
+                " ack_name, status, claimed_at, owner, lease_until, source_path, source_ino)"
+                " VALUES (?, ?, ?, '', ?, ?, 'claiming', ?, ?, ?, ?, ?) RETURNING id",
+                (name, original_name or name, channel, f"pending:{owner}:{at}",
+                 f"pending:{owner}:{at}:{name}", at, owner, lease_until, source_path,
+                 source_ino),
+            )[0][0])
             ack = f"{stem}.ack.xml" if not taken else f"{stem}.{rid}.ack.xml"
-            self._execute("UPDATE receipts SET ack_name = ? WHERE id = ?", (ack, rid))
+            self._execute(
+                "UPDATE receipts SET ack_name = ?, processing_path = ? WHERE id = ?",
+                (ack, str(folder / f"{rid}-{name}"), rid),
+            )
         return self.receipt(rid)
+
+    def claimed(self, rid: int, sha256: str) -> Receipt:
+        """The file is in ``var/processing/`` and its content hashed."""
+        self._execute(
+            "UPDATE receipts SET sha256 = ?, status = 'claimed' WHERE id = ? AND status = ?",
+            (sha256, rid, CLAIMING),
+        )
+        return self.receipt(rid)
+
+    def drop_claim(self, rid: int) -> None:
+        """Forget a claim whose file never reached ``var/processing/``."""
+        self._execute("DELETE FROM receipts WHERE id = ? AND status = ?", (rid, CLAIMING))
 
     def receipt(self, rid: int) -> Receipt:
         """A receipt by id."""
         rows = self._execute(f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE id = ?", (rid,))
         return Receipt(*rows[0])
 
-    def open_receipt(self, processing_path: Path) -> Receipt | None:
-        """The receipt of a file still in ``var/processing/``, if it was claimed."""
-        rows = self._execute(
-            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE closed = 0 AND processing_path = ?"
-            " ORDER BY id DESC",
-            (str(processing_path),),
-        )
-        return Receipt(*rows[0]) if rows else None
-
     def open_receipts(self) -> list[Receipt]:
         """Receipts whose input has not yet been archived or quarantined."""
+        return [h.receipt for h in self.held_receipts()]
+
+    def held_receipts(self) -> list[Held]:
+        """Open receipts with their owners' leases, oldest first."""
         rows = self._execute(
-            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE closed = 0 ORDER BY id"
+            f"SELECT {_RECEIPT_COLUMNS}, lease_until, source_path, source_ino FROM receipts"
+            " WHERE closed = 0 ORDER BY id"
         )
-        return [Receipt(*r) for r in rows]
+        return [Held(Receipt(*r[:11]), r[11], r[12], r[13]) for r in rows]
+
+    def take_over(self, rid: int, old_owner: str | None, owner: str, lease_until: float) -> bool:
+        """Become the owner of an open receipt if ``old_owner`` still holds it (one wins)."""
+        rows = self._execute(
+            "UPDATE receipts SET owner = ?, lease_until = ? WHERE id = ? AND closed = 0"
+            " AND (owner = ? OR (owner IS NULL AND ? IS NULL)) RETURNING id",
+            (owner, lease_until, rid, old_owner, old_owner),
+        )
+        return bool(rows)
+
+    def renew(self, owner: str, lease_until: float) -> int:
+        """Extend the lease on every open receipt ``owner`` holds; returns how many."""
+        rows = self._execute(
+            "UPDATE receipts SET lease_until = ? WHERE owner = ? AND closed = 0 RETURNING id",
+            (lease_until, owner),
+        )
+        return len(rows)
+
+    def begin_attempt(self, rid: int, owner: str, *, give_back: int = 0) -> int:
+        """Count one more start of work on a file (before the work); returns the count.
+
+        Counted before, so that a file that kills the process is counted too; an attempt that
+        failed for the machine's sake (a full disk) is given back with :meth:`undo_attempt`,
+        or here (``give_back``) when the store could not take it back at the time.
+        """
+        rows = self._execute(
+            "UPDATE receipts SET attempts = CASE WHEN attempts + 1 - ? < 1 THEN 1"
+            " ELSE attempts + 1 - ? END WHERE id = ? AND owner = ?"
+            " AND closed = 0 AND status = 'claimed' RETURNING attempts",
+            (give_back, give_back, rid, owner),
+        )
+        if not rows:
+            raise ClaimLost(f"receipt {rid} is no longer held by this process")
+        return int(rows[0][0])
+
+    def undo_attempt(self, rid: int, error: str) -> None:
+        """Give back an attempt that failed for a reason that was not the file's."""
+        self._execute(
+            "UPDATE receipts SET attempts = attempts - 1, last_error = ? WHERE id = ?"
+            " AND attempts > 0",
+            (error, rid),
+        )
+
+    def last_error(self, rid: int) -> str | None:
+        """The last error noted for a file."""
+        rows = self._execute("SELECT last_error FROM receipts WHERE id = ?", (rid,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def note_error(self, rid: int, error: str) -> None:
+        """Keep the last error of a file's failed attempt."""
+        self._execute("UPDATE receipts SET last_error = ? WHERE id = ?", (error, rid))
 
     def processed_file(self, sha256: str) -> str | None:
         """The name of an earlier file with these exact bytes that was processed, if any."""
@@ -135,46 +262,46 @@ class SqlStore:
         )
         return str(rows[0][0]) if rows else None
 
-    def note_attempt(self, rid: int, error: str) -> int:
-        """Count a failed attempt at a file (a transient failure); returns the attempts so far."""
-        with self.transaction():
-            self._execute(
-                "UPDATE receipts SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                (error, rid),
-            )
-            return int(self._execute("SELECT attempts FROM receipts WHERE id = ?", (rid,))[0][0])
-
     def finish(
         self,
         rid: int,
         status: str,
         *,
         at: str,
+        owner: str | None = None,
         code: str | None = None,
         duplicate_of: str | None = None,
         totals: dict[str, int] | None = None,
     ) -> None:
-        """Mark a file's fate (call inside the file's transaction)."""
-        self._execute(
+        """Mark a file's fate (call inside the file's transaction); only its owner may."""
+        rows = self._execute(
             "UPDATE receipts SET status = ?, code = ?, duplicate_of = ?, totals = ?,"
-            " finished_at = ? WHERE id = ?",
-            (status, code, duplicate_of, json.dumps(totals) if totals else None, at, rid),
+            " finished_at = ? WHERE id = ? AND status = 'claimed' AND closed = 0"
+            " AND (? IS NULL OR owner = ?) RETURNING id",
+            (status, code, duplicate_of, json.dumps(totals) if totals else None, at, rid,
+             owner, owner),
         )
+        if not rows:
+            raise ClaimLost(f"receipt {rid} was finished or taken over by another process")
 
-    def add_pending_outputs(self, rid: int, outputs: Sequence[tuple[Path, Path]]) -> None:
-        """List outputs written under temporary names, to rename once committed (0: a job)."""
+    def add_pending_outputs(
+        self, rid: int, outputs: Sequence[tuple[Path, Path, int | None, int | None]]
+    ) -> None:
+        """List outputs written under temporary names (with inode and size), to rename once
+        committed (receipt 0: a job)."""
         self._executemany(
-            "INSERT INTO pending_outputs (receipt_id, temp_path, final_path) VALUES (?, ?, ?)",
-            [(rid, str(t), str(f)) for t, f in outputs],
+            "INSERT INTO pending_outputs (receipt_id, temp_path, final_path, ino, size)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(rid, str(t), str(f), ino, size) for t, f, ino, size in outputs],
         )
 
-    def pending_outputs(self, rid: int | None = None) -> list[tuple[int, Path, Path]]:
+    def pending_outputs(self, rid: int | None = None) -> list[PendingOutput]:
         """Outputs committed but perhaps not yet renamed into place."""
-        sql = "SELECT receipt_id, temp_path, final_path FROM pending_outputs"
+        sql = "SELECT receipt_id, temp_path, final_path, ino, size FROM pending_outputs"
         rows = (
             self._execute(sql + " WHERE receipt_id = ?", (rid,)) if rid else self._execute(sql)
         )
-        return [(int(r[0]), Path(r[1]), Path(r[2])) for r in rows]
+        return [PendingOutput(int(r[0]), Path(r[1]), Path(r[2]), r[3], r[4]) for r in rows]
 
     def clear_outputs(self, rid: int) -> None:
         """Forget the pending outputs of a receipt once they are all in place."""
@@ -182,7 +309,10 @@ class SqlStore:
 
     def close_receipt(self, rid: int) -> None:
         """The input has left ``var/processing/``: nothing more to recover for it."""
-        self._execute("UPDATE receipts SET closed = 1 WHERE id = ?", (rid,))
+        self._execute(
+            "UPDATE receipts SET closed = 1, owner = NULL, lease_until = NULL WHERE id = ?",
+            (rid,),
+        )
 
     def file_counts(self) -> list[tuple[str, str, int]]:
         """(channel, status, count) over the whole ledger."""
@@ -477,6 +607,47 @@ def _day(text: str) -> date:
 
 def _iso(day: date | None) -> str | None:
     return day.isoformat() if day else None
+
+
+def split_statements(script: str) -> list[str]:
+    """The statements of an SQL script: split on ``;`` outside quotes and ``--`` comments."""
+    statements: list[str] = []
+    current: list[str] = []
+    quote, comment = "", False
+    for i, ch in enumerate(script):
+        if comment:
+            comment = ch != "\n"
+            continue
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "-" and script[i + 1 : i + 2] == "-":
+            comment = True
+            continue
+        elif ch == ";":
+            statements.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    statements.append("".join(current).strip())
+    return [s for s in statements if s]
+
+
+def migrate(store: SqlStore) -> None:
+    """Bring the schema up to date, in one write transaction.
+
+    Two processes starting together on a new store: one applies the migrations, the other waits
+    for its transaction and then finds nothing left to do.
+    """
+    with store.transaction():
+        store.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        current = store.execute("SELECT MAX(version) FROM schema_version")[0][0] or 0
+        for version, sql in migrations():
+            if version > current:
+                for statement in split_statements(sql):
+                    store.execute(statement)
+                store.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
 
 def migrations() -> Iterator[tuple[int, str]]:

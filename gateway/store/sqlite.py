@@ -1,75 +1,103 @@
-"""The embedded store: SQLite in WAL mode, one connection per thread."""
+"""The embedded store: SQLite in WAL mode, one connection per thread.
+
+Every ``sqlite3`` error is converted here: a store that cannot be reached or written (a full
+disk, a lock held too long, a read-only file) is :class:`StoreUnavailable`; a file that is not a
+database is :class:`StoreMismatch`. Nothing of ``sqlite3`` leaves this module.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import StoreUnavailable
-from gateway.store.base import SqlStore, migrations
+from gateway.errors import StoreError, StoreMismatch, StoreUnavailable
+from gateway.store.base import SqlStore, migrate
+
+BUSY_TIMEOUT_SECONDS = 30
+CONNECT_TRIES = 20
+
+
+def _converted(exc: sqlite3.Error, path: Path) -> Exception:
+    """Our error for a sqlite3 error: the machine's (retry), a foreign file, or our bug."""
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return StoreMismatch(f"{path} is not a SQLite database of this gateway: {exc}")
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return StoreError(f"store: {type(exc).__name__}: {exc}")
+    return StoreUnavailable(f"store: {exc}")
 
 
 class SqliteStore(SqlStore):
-    """State in one SQLite file; safe for several threads of one process."""
+    """State in one SQLite file; safe for several threads and processes on one machine."""
 
-    def __init__(self, path: Path) -> None:
+    single_node = True
+
+    def __init__(self, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._work = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot create {path.parent}: {exc}") from exc
-        self._migrate()
+            raise StoreUnavailable(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
+        self.was_empty = not path.exists() or path.stat().st_size == 0
+        migrate(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    self.path, isolation_level=None, timeout=30, check_same_thread=False
-                )
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            conn = self._connect()
             self._local.conn = conn
             self._local.depth = 0
             with self._lock:
                 self._all.append(conn)
         return conn
 
-    def _migrate(self) -> None:
-        conn = self._conn()
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        current = row[0] or 0
-        for version, sql in migrations():
-            if version <= current:
-                continue
-            with self.transaction():
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+    def _connect(self) -> sqlite3.Connection:
+        for attempt in range(CONNECT_TRIES):
+            try:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=self.busy_timeout,
+                    check_same_thread=False,
+                )
+                try:
+                    # Two processes switching a new file to WAL at once: one may be told "locked".
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.execute("PRAGMA synchronous=FULL")
+                    conn.execute("PRAGMA foreign_keys=ON")
+                except BaseException:
+                    conn.close()
+                    raise
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and attempt < CONNECT_TRIES - 1:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise _converted(exc, self.path) from exc
+            except sqlite3.Error as exc:
+                raise _converted(exc, self.path) from exc
+            return conn
+        raise StoreUnavailable(f"cannot open {self.path}")  # pragma: no cover - loop returns
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._conn().execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"store: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _converted(exc, self.path) from exc
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         try:
             self._conn().executemany(sql, rows)
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"store: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _converted(exc, self.path) from exc
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -84,22 +112,44 @@ class SqliteStore(SqlStore):
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"store: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _converted(exc, self.path) from exc
         self._local.depth = 1
         try:
             yield
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             try:
                 conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                conn.execute("ROLLBACK")
-                raise StoreUnavailable(f"store: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise _converted(exc, self.path) from exc
         finally:
             self._local.depth = 0
+            # A failed COMMIT (SQLITE_FULL) may already have undone the transaction itself.
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+
+    @contextmanager
+    def work_lock(self) -> Iterator[None]:
+        """An exclusive ``flock`` on ``<store>.lock``, shared by every process on this store.
+
+        The kernel releases it when its holder dies, however it dies.
+        """
+        if getattr(self._local, "working", False):  # this thread holds it already
+            yield
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with self._work:
+            try:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot open {lock_path}: {exc.strerror}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self._local.working = True
+                yield
+            finally:
+                self._local.working = False
+                os.close(fd)
 
     def close(self) -> None:
         """Close every thread's connection."""

@@ -7,13 +7,15 @@ every reader (and the SFTP delivery) ignores, and appear only by ``rename``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.errors import TransientError
+from gateway.errors import OutputLost, StorageUnavailable
 
 TEMP_SUFFIXES = (".tmp", ".part", ".filepart", "~")
 
@@ -37,17 +39,22 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_temp(temp: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``temp`` completely and fsync it; a failure leaves no file behind."""
+def write_temp(temp: Path, write: Callable[[BinaryIO], None]) -> tuple[int, int]:
+    """Write ``temp`` completely and fsync it; returns its (inode, size).
+
+    A failure leaves no file behind.
+    """
     try:
         temp.parent.mkdir(parents=True, exist_ok=True)
         with temp.open("wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+            st = os.fstat(fh.fileno())
     except OSError as exc:
         discard(temp)
-        raise TransientError(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
+        raise StorageUnavailable(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
+    return st.st_ino, st.st_size
 
 
 def discard(path: Path) -> None:
@@ -56,18 +63,42 @@ def discard(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def publish_all(pairs: Iterable[tuple[Path, Path]]) -> None:
-    """Rename many finished temporary files into place, then fsync each folder once."""
-    folders: dict[Path, None] = {}
+Written = tuple[Path, Path, int | None, int | None]  # temp, final, inode, size
+
+
+def still_written(temp: Path, ino: int | None, size: int | None) -> bool:
+    """Whether ``temp`` is still the file that was written (same inode and size)."""
     try:
-        for temp, final in pairs:
+        st = temp.stat()
+    except OSError:
+        return False
+    return ino is None or (st.st_ino, st.st_size) == (ino, size)
+
+
+def publish_all(outputs: Iterable[Written]) -> None:
+    """Rename many finished temporary files into place, then fsync each folder once.
+
+    An output already renamed (same inode in place: a crash after the rename) is skipped; one
+    whose temporary file is gone is never skipped in silence: :class:`OutputLost`.
+    """
+    folders: dict[Path, None] = {}
+    lost = []
+    try:
+        for temp, final, ino, size in outputs:
             if temp.exists():
                 os.replace(temp, final)
                 folders[final.parent] = None
+            elif ino is None or not still_written(final, ino, size):
+                lost.append(final)
         for folder in folders:
             fsync_dir(folder)
     except OSError as exc:
-        raise TransientError(f"cannot publish outputs: {exc.strerror or exc}") from exc
+        raise StorageUnavailable(f"cannot publish outputs: {exc.strerror or exc}") from exc
+    if lost:
+        raise OutputLost(
+            f"{len(lost)} output(s) lost before publishing, e.g. {lost[0].name}: "
+            "their temporary files were removed by something outside the gateway"
+        )
 
 
 def write_atomic(final: Path, data: bytes) -> None:
@@ -77,31 +108,67 @@ def write_atomic(final: Path, data: bytes) -> None:
     def write(fh: BinaryIO) -> None:
         fh.write(data)
 
-    write_temp(temp, write)
-    publish_all([(temp, final)])
+    ino, size = write_temp(temp, write)
+    publish_all([(temp, final, ino, size)])
 
 
-def move(source: Path, target_dir: Path) -> Path:
-    """Move a file into ``target_dir`` durably, never overwriting a different file there."""
+def move(source: Path, target_dir: Path, name: str | None = None) -> Path:
+    """Move a file into ``target_dir`` (as ``name``) durably, never overwriting a file there."""
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / source.name
+        target = target_dir / (name or source.name)
+        stem, suffix = target.stem, target.suffix
         n = 1
         while target.exists():
-            target = target_dir / f"{source.stem}.{n}{source.suffix}"
+            target = target_dir / f"{stem}.{n}{suffix}"
             n += 1
         os.rename(source, target)
         fsync_dir(target_dir)
         fsync_dir(source.parent)
     except OSError as exc:
-        raise TransientError(f"cannot move {source.name}: {exc.strerror or exc}") from exc
+        raise StorageUnavailable(f"cannot move {source.name}: {exc.strerror or exc}") from exc
     return target
+
+
+def take(fd: int, source: Path, target: Path) -> None:
+    """Move an inbound file (open as ``fd``) to ``target``; across file systems, by copy.
+
+    ``inbox/`` and ``var/`` on different file systems cannot rename: the file is copied from the
+    open descriptor under a temporary name, fsynced, renamed into place, and only then removed
+    from the inbox.
+    """
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
+        temp = temp_path_for(target, "claim")
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "rb") as src:
+            write_temp(temp, lambda fh: shutil.copyfileobj(src, fh, 1024 * 1024))
+        try:
+            os.rename(temp, target)
+            os.unlink(source)
+        except OSError as exc2:
+            discard(temp)
+            raise StorageUnavailable(f"cannot claim {source.name}: {exc2.strerror}") from exc2
+    try:
+        fsync_dir(target.parent)
+        fsync_dir(source.parent)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
 
 
 def sha256_of(path: Path) -> str:
     """The SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(chunk)
+        return sha256_of_fd(fh.fileno())
+
+
+def sha256_of_fd(fd: int) -> str:
+    """The SHA-256 of an open file's bytes from its start, read in chunks."""
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1024 * 1024):
+        digest.update(chunk)
     return digest.hexdigest()

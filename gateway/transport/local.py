@@ -8,6 +8,7 @@ changed since. Temporary names (spec 2) are never taken.
 
 from __future__ import annotations
 
+import os
 import stat
 import threading
 import time
@@ -74,10 +75,17 @@ class LocalIntake:
         self._observer = PollingObserver(timeout=1) if self._polling else Observer()
         handler = _Hints(self)
         for channel in CHANNELS:
-            self._observer.schedule(handler, str(self.inbox / channel), recursive=False)
-        self._observer.start()
+            folder = self.inbox / channel
+            if os.access(folder, os.R_OK | os.X_OK):
+                self._observer.schedule(handler, str(folder), recursive=False)
+        try:
+            self._observer.start()
+        except OSError as exc:
+            # An unreadable inbox folder cannot be watched; the rescan still lists the others.
+            log.warning("intake.unwatched", error=exc.strerror or str(exc))
+            self._observer = None
         log.info("intake.started", inbox=str(self.inbox),
-                 observer=type(self._observer).__name__)
+                 observer=type(self._observer).__name__ if self._observer else "rescan only")
 
     def stop(self) -> None:
         """Stop watching."""
@@ -145,7 +153,7 @@ class LocalIntake:
     ) -> float | None:
         try:
             st = path.lstat()  # a symlink is never followed: it could point anywhere
-        except FileNotFoundError:
+        except OSError:
             self.forget(path)
             return None
         if not stat.S_ISREG(st.st_mode):
@@ -175,6 +183,15 @@ class LocalIntake:
         paths = []
         for channel in CHANNELS:
             folder = self.inbox / channel
-            if folder.is_dir():
+            try:
                 paths += [p for p in folder.iterdir() if not p.name.startswith(".")]
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if folder not in self._refused:
+                    self._refused.add(folder)
+                    log.warning("intake.unreadable_folder", channel=channel,
+                                error=exc.strerror or str(exc))
+                continue
+            self._refused.discard(folder)
         return paths

@@ -359,6 +359,11 @@ class SftpEndpoint:
         except (paramiko.SSHException, OSError, ValueError) as exc:
             raise SftpRefused(f"private key {partner.private_key} cannot be used: {exc}") from exc
 
+    def check_key(self) -> None:
+        """Load the private key now (at start), so that a bad key stops the gateway with a
+        clear error instead of failing every poll. Raises SftpRefused."""
+        self._key()
+
     def _close(self) -> None:
         if self._sftp is not None:
             self._sftp.close()

@@ -59,9 +59,9 @@ class _BoundedReader(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
-            size = 64 * 1024
+            return b"".join(iter(lambda: self.read(64 * 1024), b""))
         data = self._inner.read(size)
         self.count += len(data)
         if self.count > self._limit:
@@ -225,6 +225,15 @@ def check_well_formed(path: Path, max_bytes: int) -> None:
 
 def schema_errors(path: Path, schema: etree.XMLSchema, max_bytes: int) -> RejectedFile:
     """Validate the whole tree (only done for an invalid file) and report every error's place."""
+    return validation_errors(path, schema, max_bytes) or RejectedFile(
+        [FileError("SCHEMA_INVALID", "the document does not match its schema")]
+    )
+
+
+def validation_errors(
+    path: Path, schema: etree.XMLSchema, max_bytes: int
+) -> RejectedFile | None:
+    """Validate the whole tree; every error with its place, or None when the file is valid."""
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
     )
@@ -243,9 +252,7 @@ def schema_errors(path: Path, schema: etree.XMLSchema, max_bytes: int) -> Reject
         errors.append(
             FileError("SCHEMA_INVALID", message, entry.line, lines.column(entry.line, message))
         )
-    if not errors:
-        errors.append(FileError("SCHEMA_INVALID", "the document does not match its schema"))
-    return RejectedFile(errors)
+    return RejectedFile(errors) if errors else None
 
 
 class _Lines:

@@ -130,6 +130,7 @@ class AckHeader:
     status: str
     generated_at: str
     duplicate_of: str | None = None
+    stored_as: str | None = None
 
 
 def write_ack(
@@ -148,6 +149,7 @@ def write_ack(
         "status": header.status,
         "generatedAt": header.generated_at,
         "duplicateOf": header.duplicate_of,
+        "storedAs": header.stored_as if header.stored_as != header.file else None,
     }
     with document(fh, "ack", "Acknowledgement", attrs) as doc:
         for e in errors:
