@@ -120,3 +120,67 @@ def test_tick_writes_the_duplicate_position_report(root: Path) -> None:
     csv = report.with_suffix(".csv").read_text()
     assert csv.splitlines()[0].startswith("type,placementId,deaneryPostNumber")
     assert etree.parse(str(report)).getroot().get("sourceFile") is None
+
+
+def test_process_of_a_missing_file_is_a_usage_error(root: Path) -> None:
+    """``process`` of a file that does not exist exits 2 (usage) and processes nothing."""
+    good = root / "pos.xml"
+    good.write_text(b.positions("RGT", [b.position(1)]))
+    result = gateway(root, "process", "--config", str(root / "gateway.toml"), str(good),
+                     str(root / "missing.xml"))
+    assert result.returncode == 2
+    assert "missing.xml" in result.stderr
+    assert not (root / "outbox").exists()
+
+
+def test_extract_persons_of_an_unknown_vpd_is_refused(root: Path) -> None:
+    """``extract persons --vpd`` of a VPD the gateway has never seen says so and exits 2."""
+    result = gateway(root, "extract", "persons", "--config", str(root / "gateway.toml"),
+                     "--vpd", "XXX", "--full")
+    assert result.returncode == 2
+    assert "unknown VPD XXX" in result.stderr
+
+
+def test_the_ack_keeps_the_name_the_partner_sent_and_the_stored_name(root: Path) -> None:
+    """The ack's ``file`` is the partner's name as sent (what XML cannot carry escaped), with
+    the safe name the gateway stored it under beside it, so partners can match their acks."""
+    inbox = root / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    sent = inbox / "ESR extract (RGT)\x01.xml"
+    sent.write_text(b.positions("RGT", [b.position(1)]))
+    result = gateway(root, "process", "--config", str(root / "gateway.toml"), "--as-of",
+                     "2026-11-02", str(sent))
+    assert result.returncode == 0, result.stderr
+    ack = assert_valid(next((root / "outbox" / "reports" / "acks").glob("*.ack.xml")))
+    assert ack.get("file") == "ESR extract (RGT)\\x01.xml"
+    assert ack.get("storedAs") == "ESR_extract_RGT_.xml"
+
+
+def test_a_private_key_holding_garbage_is_refused_at_start(root: Path) -> None:
+    """An SFTP partner whose key file holds garbage stops ``run`` at once with exit 2 and the
+    key's name, instead of being retried forever."""
+    (root / "key").write_text("this is not a key\n")
+    (root / "known_hosts").write_text("")
+    config = root / "gateway.toml"
+    config.write_text(config.read_text() + (
+        '[[sftp]]\nname = "hee"\nhost = "127.0.0.1"\nuser = "u"\nprivate_key = "key"\n'
+        'known_hosts = "known_hosts"\n'
+    ))
+    result = gateway(root, "run", "--config", str(config))
+    assert result.returncode == 2
+    assert "sftp[0].private_key" in result.stderr
+
+
+def test_schema_error_columns_are_right_past_the_first_64_kib(root: Path) -> None:
+    """An error deep in a large file gets the column of its element, not 1."""
+    many = [b.position(i) for i in range(1, 400)]
+    text = b.positions("RGT", [*many, "  " + b.position(400, ptype="Triple")])
+    assert len(text.encode()) > 2 * 64 * 1024
+    bad = root / "big.xml"
+    bad.write_text(text)
+    result = gateway(root, "validate", str(bad))
+    line = next(x for x in result.stdout.splitlines() if x.startswith(str(bad)))
+    _file, lineno, column, _message = line.split(":", 3)
+    assert int(lineno) == text.count("\n") - 1
+    last = text.splitlines()[int(lineno) - 1]
+    assert int(column) == last.index("<PositionType") + 1 > 1

@@ -165,7 +165,7 @@ def test_a_full_disk_under_var_and_outbox_pauses_and_loses_nothing(
     try:
         daemon.start()
         (inbox / "pos000.xml").write_text(extract(0))
-        wait_until(lambda: (acks / "pos000.ack.xml").exists(), what="the first file")
+        wait_until((acks / "pos000.ack.xml").exists, what="the first file")
         filler = fill(disk)
         for i in range(1, 11):
             (inbox / f"pos{i:03d}.xml").write_text(extract(i))

@@ -38,3 +38,22 @@ def test_configured_logger_writes_json_lines_without_personal_data() -> None:
     assert "timestamp" in line
     assert "forenames" not in line
     assert "Jo" not in stream.getvalue()
+
+
+def test_log_exception_keeps_the_traceback() -> None:
+    """``log.exception`` writes the traceback (scrubbed), not only the exception's class: a
+    production bug leaves its story."""
+    stream = io.StringIO()
+    logs.configure("json", "info", stream)
+
+    def reader_that_breaks() -> None:
+        raise KeyError("DateOfBirth 1990-02-03")
+
+    try:
+        reader_that_breaks()
+    except KeyError:
+        logs.get().exception("file.failed", error="KeyError")
+    line = json.loads(stream.getvalue().strip())
+    assert "Traceback (most recent call last)" in line["exception"]
+    assert "reader_that_breaks" in line["exception"]
+    assert "1990-02-03" not in stream.getvalue()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import BinaryIO
 
+import pytest
 from lxml import etree
+from structlog.testing import capture_logs
 
+from gateway.errors import TransientError
 from tests import builders as b
 from tests.conftest import Gateway
 from tests.xsdcheck import assert_all_valid, assert_valid
@@ -158,3 +163,80 @@ def test_process_leaves_nothing_temporary(gateway: Gateway, tmp_path: Path) -> N
     gateway.process("esr", "pos.xml", b.positions("RGT", [b.position(1)]), AS_OF)
     leftovers = [p for p in tmp_path.rglob(".*") if p.is_file()]
     assert leftovers == []
+
+
+def test_a_reader_bug_on_a_valid_file_is_a_bug_not_a_rejection(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that fails on a valid file (a fault no real input makes, hence the patch) raises
+    its error for the daemon to retry as an internal error; the file is not quarantined as
+    SCHEMA_INVALID. Invalid content is still a rejection."""
+    from gateway import documents  # noqa: PLC0415
+
+    key = ("urn:dit-gateway:esr:positions:1", "PositionExtract")
+
+    def broken(_element: object) -> object:
+        raise KeyError("EsrLastUpdateDate")
+
+    monkeypatch.setitem(documents.BY_ROOT, key, replace(documents.BY_ROOT[key], read_record=broken))
+    path = gateway.drop("esr", "pos.xml", b.positions("RGT", [b.position(1)]))
+    receipt = gateway.pipeline.claim(path, "esr")
+    with pytest.raises(KeyError):
+        gateway.pipeline.process(receipt, AS_OF)
+    assert not ack_exists(gateway, "pos")
+    assert gateway.store.receipt(receipt.id).status == "claimed"
+    monkeypatch.undo()
+    assert gateway.pipeline.process(receipt, AS_OF) == "processed"
+
+
+def ack_exists(gateway: Gateway, stem: str) -> bool:
+    """Whether the acknowledgement of ``stem`` was published."""
+    return (gateway.settings.paths.acks / f"{stem}.ack.xml").exists()
+
+
+def test_an_output_removed_before_the_commit_leads_to_reprocessing_not_a_hole(
+    gateway: Gateway,
+) -> None:
+    """A temporary output deleted by something else between its write and the commit fails the
+    commit (nothing committed); the file is processed again and every output appears."""
+    from gateway.flows import Output, Plan  # noqa: PLC0415
+
+    first = gateway.settings.paths.outbox / "a.txt"
+    second = gateway.settings.paths.outbox / "b.txt"
+
+    def write_first(fh: BinaryIO) -> None:
+        fh.write(b"a")
+
+    def write_second_and_delete_first(fh: BinaryIO) -> None:
+        for temp in gateway.settings.paths.outbox.glob(".a.txt.*.tmp"):
+            temp.unlink()
+        fh.write(b"b")
+
+    outputs = [Output(first, write_first), Output(second, write_second_and_delete_first)]
+    finished: list[bool] = []
+    with pytest.raises(TransientError, match="vanished before the commit"):
+        gateway.pipeline.commit(0, "t", Plan(), outputs, lambda: finished.append(True))
+    assert not first.exists()
+    assert not second.exists()
+    assert gateway.store.pending_outputs() == []
+    gateway.pipeline.commit(0, "t", Plan(), [Output(first, write_first),
+                                              Output(second, write_first)], lambda: None)
+    assert first.read_bytes() == b"a"
+    assert second.read_bytes() == b"a"
+
+
+def test_a_committed_output_whose_temporary_file_vanished_is_reported_not_skipped(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """Publishing never skips silently: a committed output whose temporary file is gone (and
+    whose final file is not the one written) is logged as lost and stays listed for status."""
+    temp = gateway.settings.paths.outbox / ".x.xml.t.tmp"
+    final = gateway.settings.paths.outbox / "x.xml"
+    gateway.store.add_pending_outputs(0, [(temp, final, 12345, 10)])
+    with capture_logs() as captured:
+        gateway.pipeline.recover()
+    assert [e["event"] for e in captured if e["log_level"] == "error"] == [
+        "recovery.output_lost"
+    ]
+    assert len(gateway.store.pending_outputs()) == 1
+    assert not final.exists()
