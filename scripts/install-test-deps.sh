@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need: the OpenSSH server and client (the SFTP tests run a real sshd and
-# sftp on 127.0.0.1) and this project, editable, with its [test] extras.
+# sftp on 127.0.0.1) and this project, editable, with its [test] extras, into ./.venv (made by
+# scripts/venv.sh, so the system's Python is never changed).
 # Idempotent and quick when everything is already there (set INSTALL_TEST_DEPS_FORCE=1 to run pip
 # anyway). It never starts a service: the tests start their own throw-away sshd.
 set -euo pipefail
@@ -47,11 +48,13 @@ else
     did+=("installed openssh-server and openssh-client")
 fi
 
-# -- Python: this project (editable) with its [test] extras --------------------------------------
+# -- Python: this project (editable) with its [test] extras, in ./.venv ----------------------------
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
 # Skip pip when this checkout is already installed editable, with up-to-date metadata, and every
 # base and [test] requirement is satisfied. Any doubt (exit status 1) means: run pip.
 python_deps_ok() {
-    (cd / && python3 - "$ROOT" <<'PY'
+    (cd / && "$PY" - "$ROOT" <<'PY'
 import importlib.metadata as md
 import importlib.util
 import json
@@ -125,7 +128,7 @@ PY
 if [[ "${INSTALL_TEST_DEPS_FORCE:-0}" != "1" ]] && python_deps_ok; then
     did+=("python deps present")
 else
-    PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
     did+=("pip-installed -e .[test]")
 fi
 
