@@ -254,10 +254,12 @@ def extract_persons(config_path: Path | None, as_of: datetime | None, vpd: str,
             click.echo(f"error: unknown VPD {vpd}: no ESR position extract has been loaded for it",
                        err=True)
             sys.exit(EXIT_USAGE)
-        ctx = Context(settings, pipeline.store, day, pipeline.clock())
-        plan, sent = persons_flow.full_plan(ctx, vpd)
         try:
-            pipeline.commit(0, f"persons-full-{vpd}-{day}", plan, plan.outputs, lambda: None)
+            with pipeline.store.work_lock():  # plan and commit from state nobody else changes
+                ctx = Context(settings, pipeline.store, day, pipeline.clock())
+                plan, sent = persons_flow.full_plan(ctx, vpd)
+                pipeline.commit(0, f"persons-full-{vpd}-{day}", plan, plan.outputs,
+                                lambda: None)
         except TransientError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_REJECTED)

@@ -62,15 +62,18 @@ def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
     """Run every job that is due (all of them with ``force``); returns how many ran."""
     ran = 0
     for job in JOBS:
-        ctx = Context(pipeline.settings, pipeline.store, as_of, pipeline.clock())
-        key = as_of.isoformat() if force else job.due(ctx)
-        if key is None or (not force and pipeline.store.job_last_run(job.name) == key):
-            continue
-        plan = job.run(ctx)
-        pipeline.commit(
-            0, f"{job.name}-{key}", plan, plan.outputs,
-            partial(pipeline.store.set_job_run, job.name, key),
-        )
+        # The check, the plan and the commit under one work lock: no other process changes the
+        # state a job plans from, and a job due once runs once.
+        with pipeline.store.work_lock():
+            ctx = Context(pipeline.settings, pipeline.store, as_of, pipeline.clock())
+            key = as_of.isoformat() if force else job.due(ctx)
+            if key is None or (not force and pipeline.store.job_last_run(job.name) == key):
+                continue
+            plan = job.run(ctx)
+            pipeline.commit(
+                0, f"{job.name}-{key}", plan, plan.outputs,
+                partial(pipeline.store.set_job_run, job.name, key),
+            )
         log.info("job.done", job=job.name, as_of=key, outputs=len(plan.outputs),
                  records=len(plan.outcomes))
         ran += 1
