@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the tests need: the OpenSSH server and client (the SFTP tests run a real sshd and
-# sftp on 127.0.0.1) and this project, editable, with its [test] extras, into ./.venv (made by
+# sftp on 127.0.0.1), the PostgreSQL server (the store's tests on PostgreSQL) and this project, editable, with its [test] extras, into ./.venv (made by
 # scripts/venv.sh, so the system's Python is never changed).
 # Idempotent and quick when everything is already there (set INSTALL_TEST_DEPS_FORCE=1 to run pip
 # anyway). It never starts a service: the tests start their own throw-away sshd.
@@ -11,16 +11,25 @@ cd "$ROOT"
 
 did=()
 
-# -- OpenSSH server and client -------------------------------------------------------------------
-if [[ -x /usr/sbin/sshd ]] && command -v sftp >/dev/null 2>&1 \
-    && command -v ssh-keygen >/dev/null 2>&1; then
-    did+=("openssh present")
+# -- Debian packages: OpenSSH server and client, PostgreSQL server ----------------------------------
+# The SFTP tests run a real sshd and sftp on 127.0.0.1; the store's tests run a real PostgreSQL
+# (initdb/pg_ctl into a temporary folder). Neither service is started here.
+packages=()
+if [[ ! -x /usr/sbin/sshd ]] || ! command -v sftp >/dev/null 2>&1 \
+    || ! command -v ssh-keygen >/dev/null 2>&1; then
+    packages+=(openssh-server openssh-client)
+fi
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    packages+=(postgresql)
+fi
+if [[ ${#packages[@]} -eq 0 ]]; then
+    did+=("openssh and postgresql present")
 else
     SUDO=()
     if [[ "$(id -u)" -ne 0 ]]; then
         SUDO=(sudo)
     fi
-    # A policy-rc.d that exits 101 stops Debian's maintainer scripts from starting sshd.
+    # A policy-rc.d that exits 101 stops Debian's maintainer scripts from starting services.
     policy=/usr/sbin/policy-rc.d
     created_policy=0
     remove_policy() {
@@ -38,14 +47,14 @@ else
     # Quiet unless it fails (then show apt's output).
     if ! apt_log="$("${SUDO[@]}" apt-get update -qq 2>&1 \
         && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends openssh-server openssh-client 2>&1)"; then
+            --no-install-recommends "${packages[@]}" 2>&1)"; then
         printf '%s\n' "$apt_log" >&2
-        echo "install-test-deps: apt-get failed to install openssh-server/openssh-client" >&2
+        echo "install-test-deps: apt-get failed to install ${packages[*]}" >&2
         exit 1
     fi
     remove_policy
     trap - EXIT
-    did+=("installed openssh-server and openssh-client")
+    did+=("installed ${packages[*]}")
 fi
 
 # -- Python: this project (editable) with its [test] extras, in ./.venv ----------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -14,8 +15,9 @@ import structlog
 from gateway import config, logs
 from gateway.cli import FLOWS
 from gateway.pipeline import Pipeline
-from gateway.store.sqlite import SqliteStore
+from gateway.store import SqlStore, open_store
 from tests.daemon import DaemonProcess
+from tests.fixtures.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 # Subprocesses (the daemon, the CLI) must run the checkout under test, whatever is installed.
@@ -30,7 +32,7 @@ class Gateway:
 
     root: Path
     settings: config.Settings
-    store: SqliteStore
+    store: SqlStore
     pipeline: Pipeline
 
     def drop(self, channel: str, name: str, text: str | bytes) -> Path:
@@ -53,23 +55,42 @@ class Gateway:
         )
 
 
-def write_config(root: Path, extra: str = "") -> Path:
-    """A config file for a gateway living in ``root``."""
+def write_config(root: Path, extra: str = "", store_url: str = "") -> Path:
+    """A config file for a gateway living in ``root`` (SQLite in var/ unless ``store_url``)."""
     path = root / "gateway.toml"
     path.write_text(
         '[paths]\ninbox = "inbox"\noutbox = "outbox"\nvar = "var"\n'
-        '[store]\nurl = "sqlite:///var/gateway.db"\n'
+        f'[store]\nurl = "{store_url or "sqlite:///var/gateway.db"}"\n'
         "[intake]\nsettle_seconds = 0.5\nrescan_seconds = 1\nretry_seconds = 0.2\n" + extra,
         encoding="utf-8",
     )
     return path
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl in a temporary folder)."""
+    server = PostgresServer.start(Path(tempfile.mkdtemp(prefix="dit-gateway-pg-")))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store backend in turn: "" (SQLite in var/) or a new PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return ""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
-    """A gateway in ``tmp_path`` with an open SQLite store."""
-    settings = config.load(write_config(tmp_path))
-    store = SqliteStore(settings.sqlite_path or tmp_path / "var" / "gateway.db")
+def gateway(tmp_path: Path, store_url: str) -> Iterator[Gateway]:
+    """A gateway in ``tmp_path`` with an open store, on SQLite and on PostgreSQL."""
+    settings = config.load(write_config(tmp_path, store_url=store_url))
+    store = open_store(settings)
     try:
         yield Gateway(tmp_path, settings, store, Pipeline(settings, store, FLOWS))
     finally:

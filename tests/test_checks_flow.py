@@ -29,9 +29,9 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
+def root(tmp_path: Path, store_url: str) -> Path:
     """A gateway with a position and two placements sent to RGT: P1 (Alex), P2 (Sam)."""
-    write_config(tmp_path)
+    write_config(tmp_path, store_url=store_url)
     (tmp_path / "pos.xml").write_text(
         b.positions("RGT", [b.position(1, "1001", dpn=DPN, ptype="Shared")]))
     (tmp_path / "tis.xml").write_text(b.placements([

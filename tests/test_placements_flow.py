@@ -77,11 +77,11 @@ def notices(folder: Path, pattern: str) -> list[tuple[str, str | None]]:
     return found
 
 
-def test_scenario_over_several_days(tmp_path: Path) -> None:
+def test_scenario_over_several_days(tmp_path: Path, store_url: str) -> None:
     """Positions, persons, two placement files and a tick give exactly the loads,
     acknowledgements and notifications the rules imply; all valid; no personal data logged."""
     root = tmp_path
-    write_config(root)
+    write_config(root, store_url=store_url)
     logs = []
 
     def run(*args: str) -> None:

@@ -1,4 +1,4 @@
-"""The SQLite store: versioned migrations, WAL, transactions that roll back whole."""
+"""What is the SQLite store's own (the contract of every store: test_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from gateway.store.base import migrations
 from gateway.store.sqlite import SqliteStore
 
 
-def test_migrations_run_once_and_record_their_version(tmp_path: Path) -> None:
-    """Opening a store applies every migration once; reopening applies none again."""
+def test_the_sqlite_store_runs_in_wal_mode(tmp_path: Path) -> None:
+    """Opening a store applies every migration once, in WAL mode."""
     path = tmp_path / "g.db"
     SqliteStore(path).close()
     SqliteStore(path).close()
@@ -23,33 +23,6 @@ def test_migrations_run_once_and_record_their_version(tmp_path: Path) -> None:
     db.close()
     assert versions == [v for v, _sql in migrations()]
     assert mode == "wal"
-
-
-def test_a_failed_transaction_changes_nothing(tmp_path: Path) -> None:
-    """An error inside a transaction rolls back every write made in it."""
-    with SqliteStore(tmp_path / "g.db") as store:
-        store.set_job_run("job", "before")
-
-        def half_done() -> None:
-            with store.transaction():
-                store.set_job_run("job", "after")
-                store.add_seen_dpns("RGT", ["EOE/1"], "now")
-                raise RuntimeError
-
-        with pytest.raises(RuntimeError):
-            half_done()
-        assert store.job_last_run("job") == "before"
-        assert store.seen_dpns("RGT") == set()
-
-
-def test_receipts_keep_acknowledgement_names_unique(tmp_path: Path) -> None:
-    """Two files of the same name get two acknowledgement names, fixed at claim time."""
-    with SqliteStore(tmp_path / "g.db") as store:
-        first = store.claim("daily.xml", "esr", tmp_path, at="t1", owner="h:1:1", lease_until=0)
-        second = store.claim("daily.xml", "esr", tmp_path, at="t2", owner="h:1:1", lease_until=0)
-        assert first.ack_name == "daily.ack.xml"
-        assert second.ack_name == f"daily.{second.id}.ack.xml"
-        assert store.receipt(second.id).ack_name == second.ack_name
 
 
 def test_every_sqlite_error_is_converted_at_the_store_boundary(tmp_path: Path) -> None:

@@ -23,7 +23,17 @@ def _sqlite(settings: Settings) -> SqlStore:
 
 
 def _postgres(settings: Settings) -> SqlStore:
-    raise ConfigError("store.url: the PostgreSQL store is not available in this version yet")
+    try:
+        from gateway.store.postgres import PostgresStore  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigError(
+            "store.url: a PostgreSQL store needs the optional extra: "
+            "pip install 'dit-gateway[postgres]'"
+        ) from exc
+    url = settings.store.url
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    return PostgresStore(url)
 
 
 STORES: dict[str, Callable[[Settings], SqlStore]] = {

@@ -103,6 +103,14 @@ class SqlStore:
         """Held while a file or a job changes state: one at a time across every process."""
         raise NotImplementedError
 
+    def serialize(self, name: str) -> None:
+        """Inside a transaction: make every other transaction that serializes on ``name`` wait
+        for this one (SQLite's write transactions are serial already)."""
+
+    def ddl(self, statement: str) -> str:
+        """A statement of a migration in this store's dialect (SQLite's is the one written)."""
+        return statement
+
     def close(self) -> None:
         """Release connections."""
         raise NotImplementedError
@@ -158,6 +166,7 @@ class SqlStore:
         stem = stem_of(name)
         source_path, source_ino = source or (None, None)
         with self.transaction():
+            self.serialize("receipts.ack_name")
             taken = self._execute("SELECT 1 FROM receipts WHERE ack_name = ?", (f"{stem}.ack.xml",))
             rid = int(self._execute(
                 "INSERT INTO receipts (name, original_name, channel, sha256, processing_path,"
@@ -205,10 +214,11 @@ class SqlStore:
 
     def take_over(self, rid: int, old_owner: str | None, owner: str, lease_until: float) -> bool:
         """Become the owner of an open receipt if ``old_owner`` still holds it (one wins)."""
+        held_by = "owner IS NULL" if old_owner is None else "owner = ?"
         rows = self._execute(
             "UPDATE receipts SET owner = ?, lease_until = ? WHERE id = ? AND closed = 0"
-            " AND (owner = ? OR (owner IS NULL AND ? IS NULL)) RETURNING id",
-            (owner, lease_until, rid, old_owner, old_owner),
+            f" AND {held_by} RETURNING id",
+            (owner, lease_until, rid) + (() if old_owner is None else (old_owner,)),
         )
         return bool(rows)
 
@@ -277,9 +287,9 @@ class SqlStore:
         rows = self._execute(
             "UPDATE receipts SET status = ?, code = ?, duplicate_of = ?, totals = ?,"
             " finished_at = ? WHERE id = ? AND status = 'claimed' AND closed = 0"
-            " AND (? IS NULL OR owner = ?) RETURNING id",
-            (status, code, duplicate_of, json.dumps(totals) if totals else None, at, rid,
-             owner, owner),
+            + ("" if owner is None else " AND owner = ?") + " RETURNING id",
+            (status, code, duplicate_of, json.dumps(totals) if totals else None, at, rid)
+            + (() if owner is None else (owner,)),
         )
         if not rows:
             raise ClaimLost(f"receipt {rid} was finished or taken over by another process")
@@ -641,12 +651,13 @@ def migrate(store: SqlStore) -> None:
     for its transaction and then finds nothing left to do.
     """
     with store.transaction():
+        store.serialize("migrations")
         store.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         current = store.execute("SELECT MAX(version) FROM schema_version")[0][0] or 0
         for version, sql in migrations():
             if version > current:
                 for statement in split_statements(sql):
-                    store.execute(statement)
+                    store.execute(store.ddl(statement))
                 store.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
 

@@ -1,0 +1,221 @@
+"""The store's contract, one suite on every backend: SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ClaimLost, StoreError
+from gateway.store.base import SqlStore, migrations
+from gateway.store.sqlite import SqliteStore
+
+OWNER, OTHER = "host:1:1", "host:2:2"
+StoreFactory = Callable[[], SqlStore]
+
+
+@pytest.fixture
+def open_store(tmp_path: Path, store_url: str) -> Iterator[StoreFactory]:
+    """Opens stores on one database of the backend under test (each call: a new store object,
+    as a second process would have); closes them all at the end."""
+    opened: list[SqlStore] = []
+
+    def factory() -> SqlStore:
+        if store_url:
+            from gateway.store.postgres import PostgresStore  # noqa: PLC0415
+
+            store: SqlStore = PostgresStore(store_url)
+        else:
+            store = SqliteStore(tmp_path / "g.db")
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+def claim(store: SqlStore, name: str = "daily.xml", owner: str = OWNER, lease: float = 1e12,
+          ) -> int:
+    """A claimed receipt (hashed) owned by ``owner``; its id."""
+    receipt = store.claim(name, "esr", Path("/p"), at="t", owner=owner, lease_until=lease)
+    return store.claimed(receipt.id, "a" * 64).id
+
+
+def test_migrations_run_once_and_record_their_version(open_store: StoreFactory) -> None:
+    """Opening a store applies every migration once; opening it again applies none."""
+    open_store().close()
+    store = open_store()
+    versions = [v for (v,) in store.execute("SELECT version FROM schema_version ORDER BY 1")]
+    assert versions == [v for v, _sql in migrations()]
+
+
+def test_a_failed_transaction_changes_nothing(open_store: StoreFactory) -> None:
+    """An error inside a transaction rolls back every write made in it."""
+    store = open_store()
+    store.set_job_run("job", "before")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.set_job_run("job", "after")
+        store.add_seen_dpns("RGT", ["EOE/1"], "now")
+        raise RuntimeError
+    assert store.job_last_run("job") == "before"
+    assert store.seen_dpns("RGT") == set()
+
+
+def test_new_ids_and_unique_acknowledgement_names(open_store: StoreFactory) -> None:
+    """Claims get ids from the store (RETURNING) and unique ack names, fixed at claim time; the
+    file's place in processing carries the id."""
+    store = open_store()
+    first = store.claim("daily.xml", "esr", Path("/p"), at="t", owner=OWNER, lease_until=0)
+    second = store.claim("daily.xml", "esr", Path("/p"), at="t", owner=OWNER, lease_until=0)
+    assert second.id > first.id
+    assert first.ack_name == "daily.ack.xml"
+    assert second.ack_name == f"daily.{second.id}.ack.xml"
+    assert second.processing_path == f"/p/{second.id}-daily.xml"
+    assert store.receipt(second.id).status == "claiming"
+
+
+def test_concurrent_claims_of_one_name_never_share_an_ack_name(open_store: StoreFactory) -> None:
+    """Eight threads, each its own store (as eight processes), claim the same name at once:
+    eight receipts, eight different acknowledgement names."""
+    stores = [open_store() for _ in range(8)]
+    names: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(store: SqlStore) -> None:
+        try:
+            names.append(store.claim("x.xml", "esr", Path("/p"), at="t", owner=OWNER,
+                                     lease_until=0).ack_name)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(names)) == 8
+    assert "x.ack.xml" in names
+
+
+def test_only_one_process_takes_over_a_claim(open_store: StoreFactory) -> None:
+    """Take-over is compare-and-set on the owner: of two contenders exactly one wins."""
+    a, b = open_store(), open_store()
+    rid = claim(a, owner="gone:9:9")
+    assert a.take_over(rid, "gone:9:9", OWNER, 1e12) is True
+    assert b.take_over(rid, "gone:9:9", OTHER, 1e12) is False
+    assert b.receipt(rid).owner == OWNER
+
+
+def test_only_the_owner_finishes_and_counts_attempts(open_store: StoreFactory) -> None:
+    """begin_attempt and finish refuse a process that no longer owns the file (ClaimLost);
+    attempts given back are not counted."""
+    store = open_store()
+    rid = claim(store)
+    assert store.begin_attempt(rid, OWNER) == 1
+    assert store.begin_attempt(rid, OWNER) == 2
+    store.undo_attempt(rid, "disk full")
+    assert store.begin_attempt(rid, OWNER, give_back=1) == 1
+    with pytest.raises(ClaimLost):
+        store.begin_attempt(rid, OTHER)
+    with pytest.raises(ClaimLost), store.transaction():
+        store.finish(rid, "processed", at="t", owner=OTHER)
+    with store.transaction():
+        store.finish(rid, "processed", at="t", owner=OWNER)
+    assert store.receipt(rid).status == "processed"
+
+
+def test_leases_are_renewed_for_the_owner_only(open_store: StoreFactory) -> None:
+    """renew extends the leases of the owner's open receipts and no one else's."""
+    store = open_store()
+    mine, theirs = claim(store, "a.xml"), claim(store, "b.xml", owner=OTHER)
+    assert store.renew(OWNER, 42.0) == 1
+    leases = {h.receipt.id: h.lease_until for h in store.held_receipts()}
+    assert leases[mine] == 42.0
+    assert leases[theirs] == 1e12
+
+
+def test_pending_outputs_keep_inode_and_size(open_store: StoreFactory) -> None:
+    """Outputs listed for publishing keep what identifies the file written."""
+    store = open_store()
+    store.add_pending_outputs(7, [(Path("/o/.a.t.tmp"), Path("/o/a"), 123, 45)])
+    [pending] = store.pending_outputs(7)
+    assert (pending.temp, pending.final, pending.ino, pending.size) == (
+        Path("/o/.a.t.tmp"), Path("/o/a"), 123, 45)
+    store.clear_outputs(7)
+    assert store.pending_outputs() == []
+
+
+def test_the_store_has_one_identity(open_store: StoreFactory) -> None:
+    """The identity is made once: a new store says so, a second look gets the same one."""
+    store = open_store()
+    sid, fresh = store.store_id()
+    assert fresh
+    assert open_store().store_id() == (sid, False)
+
+
+def test_a_constraint_is_a_store_error_of_ours(open_store: StoreFactory) -> None:
+    """A constraint violation is converted to StoreError; the store goes on working."""
+    store = open_store()
+    store.set_job_run("j", "x")
+    with pytest.raises(StoreError):
+        store.execute("INSERT INTO jobs (name, last_run) VALUES ('j', 'y')")
+    assert store.job_last_run("j") == "x"
+
+
+def test_the_work_lock_is_held_by_one_store_at_a_time(open_store: StoreFactory) -> None:
+    """Two stores on one database (two processes, two nodes) never hold the work lock at once;
+    the same thread may take it again inside itself."""
+    a, b = open_store(), open_store()
+    inside: list[str] = []
+    overlap: list[bool] = []
+
+    def work(store: SqlStore, name: str) -> None:
+        for _ in range(5):
+            with store.work_lock(), store.work_lock():
+                inside.append(name)
+                overlap.append(len(inside) > 1)
+                time.sleep(0.01)  # held for a moment, so that a second holder would show
+                inside.remove(name)
+
+    threads = [threading.Thread(target=work, args=(s, n)) for s, n in ((a, "a"), (b, "b"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(overlap) == 10
+    assert not any(overlap)
+
+
+def test_migrations_are_safe_when_processes_start_together(
+    tmp_path: Path, store_url: str
+) -> None:
+    """Four processes open a new store at once: all start, each migration is applied once."""
+    if store_url:
+        code = ("import sys; from gateway.store.postgres import PostgresStore; "
+                "PostgresStore(sys.argv[1]).close()")
+        target = store_url
+    else:
+        code = ("import sys; from pathlib import Path; from gateway.store.sqlite import "
+                "SqliteStore; SqliteStore(Path(sys.argv[1])).close()")
+        target = str(tmp_path / "g.db")
+    procs = [subprocess.Popen([sys.executable, "-c", code, target], stderr=subprocess.PIPE)
+             for _ in range(4)]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    if store_url:
+        from gateway.store.postgres import PostgresStore  # noqa: PLC0415
+
+        store: SqlStore = PostgresStore(store_url)
+    else:
+        store = SqliteStore(tmp_path / "g.db")
+    versions = sorted(v for (v,) in store.execute("SELECT version FROM schema_version"))
+    store.close()
+    assert versions == [v for v, _sql in migrations()]
