@@ -58,6 +58,7 @@ class Store:
 
     url: str = "sqlite:///var/gateway.db"
     lease_seconds: float = 60.0  # a claim whose holder stopped renewing it this long is free
+    node: str = ""  # this node's name in claims (default: the host's name); unique per node
 
 
 @dataclass(frozen=True, slots=True)

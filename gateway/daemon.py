@@ -33,6 +33,7 @@ from gateway.errors import (
     TransientError,
     Unavailable,
     Unreadable,
+    Vanished,
 )
 from gateway.jobs import run_jobs
 from gateway.pipeline import Pipeline
@@ -213,6 +214,9 @@ class Daemon:
         except Unavailable as exc:
             self._pause(exc)
             self.intake.later(path, self._pause_seconds)
+            return None
+        except Vanished:
+            self.intake.forget(path)  # another node or process took it first
             return None
         except TransientError as exc:
             log.warning("file.claim_failed", file=path.name, channel=channel, error=str(exc))

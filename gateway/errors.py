@@ -12,6 +12,7 @@
         │   ├── StoreUnavailable     the state store cannot be reached or written
         │   └── StorageUnavailable   a folder is full, read-only or not ours to write
         ├── Unreadable           an inbound file or folder cannot be read: left where it is
+        ├── Vanished             an inbound file went away before its claim (another took it)
         ├── ClaimLost            another process owns the file now: let go of it
         ├── SftpUnavailable      a partner cannot be reached (transport/sftp.py)
         │   └── SftpRefused      ... and will not be until fixed: host key, authentication
@@ -111,6 +112,10 @@ class StorageUnavailable(Unavailable):
 
 class Unreadable(TransientError):
     """An inbound file (or its folder) cannot be read by the gateway's user."""
+
+
+class Vanished(TransientError):
+    """An inbound file went away before it was claimed: another process or node took it."""
 
 
 class ClaimLost(TransientError):

@@ -110,7 +110,8 @@ class Pipeline:
         self.flows = flows
         self.clock = clock
         self.paths = settings.paths
-        self.owner = str(owner.me())
+        self.node = settings.store.node
+        self.owner = str(owner.me(self.node))
         self._owed: dict[int, int] = {}  # attempts to give back once the store is writable
         self._dangling: set[int] = set()  # claims to drop once the store is writable
 
@@ -172,7 +173,7 @@ class Pipeline:
                 if copy:
                     _copy_claim(fd, target)
                 else:
-                    files.take(fd, source, target)
+                    files.take(fd, source, target, _hidden(source, receipt.id))
             except BaseException:
                 try:
                     self.store.drop_claim(receipt.id)
@@ -399,7 +400,7 @@ class Pipeline:
         if receipt.owner == self.owner:
             if receipt.id in working:
                 return None
-        elif not owner.gone(receipt.owner, held.lease_until, time.time()) or not (
+        elif not owner.gone(receipt.owner, held.lease_until, time.time(), self.node) or not (
             self.store.take_over(receipt.id, receipt.owner, self.owner, self.lease_until())
         ):
             return None
@@ -433,11 +434,16 @@ class Pipeline:
         receipt = held.receipt
         target = Path(receipt.processing_path)
         files.discard(files.temp_path_for(target, "claim"))
+        hidden = _hidden(Path(held.source_path), receipt.id) if held.source_path else None
         moved = target.is_file() and not _unmoved(held.source_path, held.source_ino, target)
         if not moved:
             files.discard(target)
+            if hidden is not None and hidden.exists():  # a copy across file systems, unfinished
+                os.rename(hidden, held.source_path or "")
             self.store.drop_claim(receipt.id)
             return None
+        if hidden is not None:
+            files.discard(hidden)
         return self.store.claimed(receipt.id, files.sha256_of(target))
 
     def _adopt_orphans(self) -> list[Receipt]:
@@ -474,6 +480,11 @@ def _open_inbound(source: Path, name: str, *, follow: bool) -> int:
         os.close(fd)
         raise TransientError(f"{name} is not a regular file; it is left where it is")
     return fd
+
+
+def _hidden(source: Path, rid: int) -> Path:
+    """Where a claim across file systems parks the inbound file while copying it."""
+    return source.with_name(f".{rid}.claim")
 
 
 def _copy_claim(fd: int, target: Path) -> None:

@@ -55,12 +55,15 @@ class Gateway:
         )
 
 
-def write_config(root: Path, extra: str = "", store_url: str = "") -> Path:
-    """A config file for a gateway living in ``root`` (SQLite in var/ unless ``store_url``)."""
+def write_config(
+    root: Path, extra: str = "", store_url: str = "", store_keys: str = ""
+) -> Path:
+    """A config file for a gateway living in ``root`` (SQLite in var/ unless ``store_url``;
+    ``store_keys``: more lines of ``[store]``)."""
     path = root / "gateway.toml"
     path.write_text(
         '[paths]\ninbox = "inbox"\noutbox = "outbox"\nvar = "var"\n'
-        f'[store]\nurl = "{store_url or "sqlite:///var/gateway.db"}"\n'
+        f'[store]\nurl = "{store_url or "sqlite:///var/gateway.db"}"\n{store_keys}'
         "[intake]\nsettle_seconds = 0.5\nrescan_seconds = 1\nretry_seconds = 0.2\n" + extra,
         encoding="utf-8",
     )

@@ -103,6 +103,11 @@ class SqlStore:
         """Held while a file or a job changes state: one at a time across every process."""
         raise NotImplementedError
 
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Try to hold the lock ``name`` for the block, across every process and node: yields
+        whether this process holds it (False: someone else does; skip the work)."""
+        raise NotImplementedError
+
     def serialize(self, name: str) -> None:
         """Inside a transaction: make every other transaction that serializes on ``name`` wait
         for this one (SQLite's write transactions are serial already)."""

@@ -15,7 +15,7 @@ import re
 import threading
 import zlib
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -161,10 +161,8 @@ class PostgresStore(SqlStore):
         finally:
             self._local.depth = 0
             if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
-                try:
+                with suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
-                except psycopg.Error:
-                    pass
             self._broken(conn)
 
     def serialize(self, name: str) -> None:
@@ -200,6 +198,28 @@ class PostgresStore(SqlStore):
         finally:
             self._return(conn)
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """``pg_try_advisory_lock`` on a connection of its own for the block."""
+        key = zlib.crc32(name.encode())
+        conn = self._checkout()
+        try:
+            try:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            except psycopg.Error as exc:
+                raise _converted(exc) from exc
+            mine = bool(row and row[0])
+            try:
+                yield mine
+            finally:
+                if mine:
+                    try:
+                        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                    except psycopg.Error:
+                        conn.close()
+        finally:
+            self._return(conn)
+
     def close(self) -> None:
         """Return every connection and close the pool."""
         with self._lock:
@@ -207,7 +227,7 @@ class PostgresStore(SqlStore):
         for conn in held:
             try:
                 self._pool.putconn(conn)
-            except Exception:  # noqa: BLE001 - closing: a broken connection is dropped anyway
+            except Exception:
                 conn.close()
         self._local = threading.local()
         self._pool.close()

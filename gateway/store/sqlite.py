@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -150,6 +151,24 @@ class SqliteStore(SqlStore):
             finally:
                 self._local.working = False
                 os.close(fd)
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[bool]:
+        """A non-blocking ``flock`` on ``<store>.<crc of name>.lock``."""
+        lock_path = self.path.with_name(f"{self.path.name}.{zlib.crc32(name.encode()):08x}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot open {lock_path}: {exc.strerror}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Close every thread's connection."""

@@ -189,7 +189,18 @@ class PartnerExchange:
 
     def poll(self) -> bool:
         """Connect if need be (finishing half-done work first), take the complete files, deliver
-        new outputs. True when a remote file is still settling (poll again soon)."""
+        new outputs. True when a remote file is still settling (poll again soon).
+
+        One process (one node) at a time polls a partner: the others skip the round, so every
+        remote file is taken once and every output delivered once across nodes.
+        """
+        with self.ledger.store.exclusive(f"sftp:{self.partner.name}") as mine:
+            if not mine:
+                self._disconnect()  # the holder may be finishing what we would redo
+                return False
+            return self._poll()
+
+    def _poll(self) -> bool:
         if self._endpoint is None:
             self._connect()
         self.problem = None

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from gateway.errors import OutputLost, StorageUnavailable
+from gateway.errors import OutputLost, StorageUnavailable, Vanished
 
 TEMP_SUFFIXES = (".tmp", ".part", ".filepart", "~")
 
@@ -130,33 +130,49 @@ def move(source: Path, target_dir: Path, name: str | None = None) -> Path:
     return target
 
 
-def take(fd: int, source: Path, target: Path) -> None:
+def take(fd: int, source: Path, target: Path, hidden: Path) -> None:
     """Move an inbound file (open as ``fd``) to ``target``; across file systems, by copy.
 
-    ``inbox/`` and ``var/`` on different file systems cannot rename: the file is copied from the
-    open descriptor under a temporary name, fsynced, renamed into place, and only then removed
-    from the inbox.
+    Of several processes taking the same file, one wins; the others get :class:`Vanished`.
+    ``inbox/`` and ``var/`` on different file systems cannot rename: the file is first renamed
+    to ``hidden`` beside it (an atomic step only one process wins), copied from the open
+    descriptor under a temporary name, fsynced, renamed into place, and only then removed.
     """
     try:
         os.rename(source, target)
+    except FileNotFoundError as exc:
+        raise Vanished(f"{source.name} was taken by another process") from exc
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
-        temp = temp_path_for(target, "claim")
-        os.lseek(fd, 0, os.SEEK_SET)
-        with os.fdopen(os.dup(fd), "rb") as src:
-            write_temp(temp, lambda fh: shutil.copyfileobj(src, fh, 1024 * 1024))
-        try:
-            os.rename(temp, target)
-            os.unlink(source)
-        except OSError as exc2:
-            discard(temp)
-            raise StorageUnavailable(f"cannot claim {source.name}: {exc2.strerror}") from exc2
+        _take_by_copy(fd, source, target, hidden)
     try:
         fsync_dir(target.parent)
         fsync_dir(source.parent)
     except OSError as exc:
         raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
+
+
+def _take_by_copy(fd: int, source: Path, target: Path, hidden: Path) -> None:
+    try:
+        os.rename(source, hidden)
+    except FileNotFoundError as exc:
+        raise Vanished(f"{source.name} was taken by another process") from exc
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
+    temp = temp_path_for(target, "claim")
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "rb") as src:
+            write_temp(temp, lambda fh: shutil.copyfileobj(src, fh, 1024 * 1024))
+        os.rename(temp, target)
+    except BaseException:
+        discard(temp)
+        with contextlib.suppress(OSError):
+            os.rename(hidden, source)  # give the file back to the inbox
+        raise
+    with contextlib.suppress(OSError):
+        os.unlink(hidden)
 
 
 def sha256_of(path: Path) -> str:
