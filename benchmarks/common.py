@@ -15,10 +15,11 @@ CONFIG = (
 )
 
 
-def write_config(folder: Path) -> Path:
-    """A config for a gateway living in ``folder`` (quiet logs)."""
+def write_config(folder: Path, store_url: str = "") -> Path:
+    """A config for a gateway living in ``folder`` (quiet logs); SQLite unless ``store_url``."""
     path = folder / "g.toml"
-    path.write_text(CONFIG)
+    text = CONFIG if not store_url else CONFIG.replace("sqlite:///var/g.db", store_url)
+    path.write_text(text)
     return path
 
 

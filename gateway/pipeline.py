@@ -42,6 +42,7 @@ from gateway.errors import (
     TransientError,
     Unavailable,
     Unreadable,
+    Vanished,
 )
 from gateway.flows import Context, Flow, Output, Plan
 from gateway.models import Totals
@@ -404,6 +405,9 @@ class Pipeline:
             self.store.take_over(receipt.id, receipt.owner, self.owner, self.lease_until())
         ):
             return None
+        else:
+            log.info("recovery.taken_over", file=receipt.name, sha256=receipt.sha256 or None,
+                     channel=receipt.channel, status=receipt.status, owner=receipt.owner)
         if not self._publish_pending(receipt.id):
             return None
         if receipt.status == CLAIMING:
@@ -474,6 +478,8 @@ def _open_inbound(source: Path, name: str, *, follow: bool) -> int:
     except PermissionError as exc:
         raise Unreadable(f"{name} cannot be read by the gateway's user; it is left where it is"
                          ) from exc
+    except FileNotFoundError as exc:
+        raise Vanished(f"{name} was taken by another process") from exc
     except OSError as exc:
         raise TransientError(f"{name} is not a regular file; it is left where it is") from exc
     if not stat.S_ISREG(os.fstat(fd).st_mode):

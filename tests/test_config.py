@@ -8,6 +8,7 @@ import pytest
 
 from gateway import config
 from gateway.errors import ConfigError
+from tests.fixtures.postgres import PostgresServer
 
 
 def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,3 +76,25 @@ def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     """Naming a config file that does not exist is an error, not a silent default."""
     with pytest.raises(ConfigError, match="does not exist"):
         config.load(tmp_path / "absent.toml")
+
+
+def test_the_postgresql_example_is_a_working_configuration(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """config/postgresql.example.toml loads, and with its URL pointed at a real server (and its
+    folders at a temporary place) a node opens the store under its own name."""
+    example = Path(__file__).resolve().parent.parent / "config" / "postgresql.example.toml"
+    settings = config.load(example)
+    assert settings.store.url.startswith("postgresql://")
+    assert settings.store.node == "gateway-1"
+    assert settings.intake.polling_observer
+    text = example.read_text().replace("/srv/dit-gateway", str(tmp_path)).replace(
+        "postgresql://gateway@db.example.nhs.uk/dit_gateway", postgres_server.new_database())
+    local = tmp_path / "node.toml"
+    local.write_text(text)
+    from gateway.pipeline import Pipeline  # noqa: PLC0415
+    from gateway.store import open_store  # noqa: PLC0415
+
+    node = config.load(local)
+    with open_store(node) as store:
+        assert Pipeline(node, store, {}).owner.startswith("gateway-1:")

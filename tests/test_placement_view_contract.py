@@ -1,0 +1,119 @@
+"""The placement rules' test double answers as the real view does: the same state, put into the
+store (SQLite and PostgreSQL) and into ``FakeView``, gives the same answers to every question
+of ``PlacementView`` — so the rule tests cannot drift from the gateway they describe."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+import pytest
+
+from gateway.flows.placements import StoreView
+from gateway.models import Assignment, Occupant, Person, Position
+from tests.conftest import Gateway
+from tests.test_rules_placements import (
+    DPN,
+    FakeView,
+    day,
+    person,
+    placement,
+    position,
+    sent_row,
+    trainee,
+)
+
+OTHER_DPN = "EOE/R1K00/002/FY1/001"
+
+
+def world() -> tuple[list[tuple[str, Position]], list[tuple[str, Person]], list]:  # type: ignore[type-arg]
+    """Positions in two VPDs (one DPN in both), persons with live and terminated assignments,
+    register rows (one withdrawn) and a hold."""
+    positions = [
+        ("RGT", position("1001")),
+        ("RGT", position("1002", dpn=OTHER_DPN)),
+        ("R1K", position("2001", host_lead_flag="Host")),
+        ("R1K", position("2002", dpn=None)),
+    ]
+    live = Assignment("A1", "1001", "Active", False, day(-100), day(50))
+    ended = Assignment("A2", "1001", "Terminated", False, day(-400), end_date=day(-200))
+    persons = [
+        ("RGT", person("E1", assignments=(live,))),
+        ("RGT", person("E2", forenames="Sam", assignments=(ended,))),
+        ("RGT", person("E3", date_of_birth=date(1990, 1, 1))),
+        ("R1K", person("E4")),
+    ]
+    rows = [
+        sent_row(placement("P1")),
+        sent_row(placement("P1"), vpd="R1K", number="2001", role="Host"),
+        sent_row(placement("P2", trainee=trainee(tis_person_id="T2")), withdrawn=True),
+        sent_row(placement("P3", dpn=OTHER_DPN), number="1002"),
+    ]
+    return positions, persons, rows
+
+
+def both_views(gateway: Gateway) -> tuple[FakeView, StoreView]:
+    """The world as the rule tests' FakeView and as the store's view."""
+    positions, persons, rows = world()
+    held = placement("P9", start=200)
+    store = gateway.store
+    with store.transaction():
+        for vpd in ("RGT", "R1K"):
+            store.save_positions(vpd, [p for v, p in positions if v == vpd], replace=True)
+            store.replace_persons(vpd, [p for v, p in persons if v == vpd])
+        store.save_applicants(rows, "t")
+        store.hold(held, "f.xml", "s" * 64, day(109).isoformat(), "t")
+    occupants = [
+        (vpd, a.position_number, Occupant(None, p.esr_person_id, a.start_date,
+                                          a.end_date or a.projected_end_date))
+        for vpd, p in persons for a in p.assignments if a.status != "Terminated"
+    ]
+    fake = FakeView(positions=positions, persons=persons, assignments=occupants,
+                    register={(r.placement_id, r.vpd): r for r in rows}, holds={"P9": held})
+    return fake, StoreView(store)
+
+
+@pytest.mark.parametrize("dpn", [DPN, OTHER_DPN, "EOE/NONE/1"])
+def test_positions_with_dpn_agree(gateway: Gateway, dpn: str) -> None:
+    """Every (VPD, position) carrying the DPN, in any VPD, nothing else."""
+    fake, real = both_views(gateway)
+    key = (lambda vp: (vp[0], vp[1].esr_position_id))  # noqa: E731
+    assert sorted(fake.positions_with_dpn(dpn), key=key) == sorted(
+        real.positions_with_dpn(dpn), key=key)
+
+
+@pytest.mark.parametrize(("vpd", "born"), [("RGT", date(1995, 4, 1)), ("RGT", date(1990, 1, 1)),
+                                          ("R1K", date(1995, 4, 1)), ("RGT", date(2000, 1, 1))])
+def test_persons_like_agree(gateway: Gateway, vpd: str, born: date) -> None:
+    """The real view gives exactly the VPD's persons born that day; the fake a superset of them
+    (the rules filter precisely, so a looser double is safe)."""
+    fake, real = both_views(gateway)
+    expected = {p.esr_person_id for v, p in world()[1] if v == vpd and p.date_of_birth == born}
+    assert {p.esr_person_id for p in real.persons_like(vpd, born)} == expected
+    assert expected <= {p.esr_person_id for p in fake.persons_like(vpd, born)}
+
+
+@pytest.mark.parametrize("pid", ["P1", "P2", "P3", "P4"])
+def test_sent_agrees(gateway: Gateway, pid: str) -> None:
+    """The register rows of a placement, withdrawn ones too, one per VPD."""
+    fake, real = both_views(gateway)
+    key = (lambda r: r.vpd)  # noqa: E731
+    assert sorted(fake.sent(pid), key=key) == sorted(real.sent(pid), key=key)
+
+
+@pytest.mark.parametrize(("vpd", "number"), [("RGT", "1001"), ("RGT", "1002"),
+                                             ("R1K", "2001"), ("R1K", "9999")])
+def test_occupants_agree(gateway: Gateway, vpd: str, number: str) -> None:
+    """Live register rows and ESR assignments not terminated on a position."""
+    fake, real = both_views(gateway)
+    key = (lambda o: (o.tis_person_id or "", o.esr_person_id or "", o.start))  # noqa: E731
+    assert sorted(fake.occupants(vpd, number), key=key) == sorted(
+        real.occupants(vpd, number), key=key)
+
+
+@pytest.mark.parametrize("pid", ["P9", "P1"])
+def test_held_agrees(gateway: Gateway, pid: str) -> None:
+    """A held placement, or none."""
+    fake, real = both_views(gateway)
+    assert fake.held(pid) == real.held(pid)
+    assert replace(fake, holds={}).held(pid) is None
