@@ -29,7 +29,8 @@ from gateway.flows import persons as persons_flow
 from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
 from gateway.pipeline import Pipeline, parse
-from gateway.store import SqlStore, open_store
+from gateway.store import open_store
+from gateway.store.interfaces import Store
 from gateway.xml.secure import read_root
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -79,7 +80,7 @@ def _settings(path: Path | None) -> config_module.Settings:
 @contextmanager
 def _pipeline(settings: config_module.Settings) -> Iterator[Pipeline]:
     try:
-        store: SqlStore = open_store(settings)
+        store: Store = open_store(settings)
     except StoreMismatch as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -326,7 +327,7 @@ def status(config_path: Path | None) -> None:
     sys.exit(EXIT_OK)
 
 
-def _status_sections(store: SqlStore) -> list[str]:
+def _status_sections(store: Store) -> list[str]:
     """Sections that later flows add to ``status``."""
     from gateway.store.exchange import ExchangeLedger  # noqa: PLC0415
 

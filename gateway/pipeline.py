@@ -46,7 +46,8 @@ from gateway.errors import (
 )
 from gateway.flows import Context, Flow, Output, Plan
 from gateway.models import Totals
-from gateway.store.base import CLAIMING, Held, Receipt, SqlStore
+from gateway.store.base import CLAIMING, Held, Receipt
+from gateway.store.interfaces import Store
 from gateway.transport import files
 from gateway.xml import writers
 from gateway.xml.schemas import schema
@@ -102,7 +103,7 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        store: SqlStore,
+        store: Store,
         flows: dict[str, Flow],
         clock: Callable[[], str] = utc_now,
     ) -> None:

@@ -9,7 +9,8 @@ from datetime import date
 
 import pytest
 
-from gateway.flows.placements import StoreView
+from gateway.flows.placements import PrefetchedView, StoreView
+from gateway.rules.placements import PlacementView
 from gateway.models import Assignment, Occupant, Person, Position
 from tests.conftest import Gateway
 from tests.test_rules_placements import (
@@ -52,8 +53,14 @@ def world() -> tuple[list[tuple[str, Position]], list[tuple[str, Person]], list]
     return positions, persons, rows
 
 
-def both_views(gateway: Gateway) -> tuple[FakeView, StoreView]:
-    """The world as the rule tests' FakeView and as the store's view."""
+@pytest.fixture(params=["store", "prefetched"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """The real view asked: the store's, query by query, or the per-file prefetch."""
+    return str(request.param)
+
+
+def both_views(gateway: Gateway, kind: str = "store") -> tuple[FakeView, PlacementView]:
+    """The world as the rule tests' FakeView and as a real view of the store."""
     positions, persons, rows = world()
     held = placement("P9", start=200)
     store = gateway.store
@@ -70,13 +77,20 @@ def both_views(gateway: Gateway) -> tuple[FakeView, StoreView]:
     ]
     fake = FakeView(positions=positions, persons=persons, assignments=occupants,
                     register={(r.placement_id, r.vpd): r for r in rows}, holds={"P9": held})
-    return fake, StoreView(store)
+    if kind == "store":
+        return fake, StoreView(store)
+    # A file whose placements ask about every DPN, birth date and id of the world.
+    asked = [placement(pid, dpn=dpn, trainee=trainee(date_of_birth=born))
+             for pid in ("P1", "P2", "P3", "P4", "P9")
+             for dpn in (DPN, OTHER_DPN, "EOE/NONE/1")
+             for born in (date(1995, 4, 1), date(1990, 1, 1), date(2000, 1, 1))]
+    return fake, PrefetchedView.of(store, asked)
 
 
 @pytest.mark.parametrize("dpn", [DPN, OTHER_DPN, "EOE/NONE/1"])
-def test_positions_with_dpn_agree(gateway: Gateway, dpn: str) -> None:
+def test_positions_with_dpn_agree(gateway: Gateway, kind: str, dpn: str) -> None:
     """Every (VPD, position) carrying the DPN, in any VPD, nothing else."""
-    fake, real = both_views(gateway)
+    fake, real = both_views(gateway, kind)
     key = (lambda vp: (vp[0], vp[1].esr_position_id))  # noqa: E731
     assert sorted(fake.positions_with_dpn(dpn), key=key) == sorted(
         real.positions_with_dpn(dpn), key=key)
@@ -84,36 +98,36 @@ def test_positions_with_dpn_agree(gateway: Gateway, dpn: str) -> None:
 
 @pytest.mark.parametrize(("vpd", "born"), [("RGT", date(1995, 4, 1)), ("RGT", date(1990, 1, 1)),
                                           ("R1K", date(1995, 4, 1)), ("RGT", date(2000, 1, 1))])
-def test_persons_like_agree(gateway: Gateway, vpd: str, born: date) -> None:
+def test_persons_like_agree(gateway: Gateway, kind: str, vpd: str, born: date) -> None:
     """The real view gives exactly the VPD's persons born that day; the fake a superset of them
     (the rules filter precisely, so a looser double is safe)."""
-    fake, real = both_views(gateway)
+    fake, real = both_views(gateway, kind)
     expected = {p.esr_person_id for v, p in world()[1] if v == vpd and p.date_of_birth == born}
     assert {p.esr_person_id for p in real.persons_like(vpd, born)} == expected
     assert expected <= {p.esr_person_id for p in fake.persons_like(vpd, born)}
 
 
 @pytest.mark.parametrize("pid", ["P1", "P2", "P3", "P4"])
-def test_sent_agrees(gateway: Gateway, pid: str) -> None:
+def test_sent_agrees(gateway: Gateway, kind: str, pid: str) -> None:
     """The register rows of a placement, withdrawn ones too, one per VPD."""
-    fake, real = both_views(gateway)
+    fake, real = both_views(gateway, kind)
     key = (lambda r: r.vpd)  # noqa: E731
     assert sorted(fake.sent(pid), key=key) == sorted(real.sent(pid), key=key)
 
 
 @pytest.mark.parametrize(("vpd", "number"), [("RGT", "1001"), ("RGT", "1002"),
                                              ("R1K", "2001"), ("R1K", "9999")])
-def test_occupants_agree(gateway: Gateway, vpd: str, number: str) -> None:
+def test_occupants_agree(gateway: Gateway, kind: str, vpd: str, number: str) -> None:
     """Live register rows and ESR assignments not terminated on a position."""
-    fake, real = both_views(gateway)
+    fake, real = both_views(gateway, kind)
     key = (lambda o: (o.tis_person_id or "", o.esr_person_id or "", o.start))  # noqa: E731
     assert sorted(fake.occupants(vpd, number), key=key) == sorted(
         real.occupants(vpd, number), key=key)
 
 
 @pytest.mark.parametrize("pid", ["P9", "P1"])
-def test_held_agrees(gateway: Gateway, pid: str) -> None:
+def test_held_agrees(gateway: Gateway, kind: str, pid: str) -> None:
     """A held placement, or none."""
-    fake, real = both_views(gateway)
+    fake, real = both_views(gateway, kind)
     assert fake.held(pid) == real.held(pid)
     assert replace(fake, holds={}).held(pid) is None

@@ -12,7 +12,8 @@ from typing import Any, BinaryIO
 
 from gateway.config import Settings
 from gateway.models import Notice, Outcome
-from gateway.store.base import Receipt, SqlStore
+from gateway.store.base import Receipt
+from gateway.store.interfaces import Store
 from gateway.transport.files import write_temp
 from gateway.xml import writers
 
@@ -31,9 +32,9 @@ class Plan:
 
     outcomes: list[Outcome] = field(default_factory=list)
     outputs: list[Output] = field(default_factory=list)
-    changes: list[Callable[[SqlStore], None]] = field(default_factory=list)
+    changes: list[Callable[[Store], None]] = field(default_factory=list)
 
-    def apply(self, store: SqlStore) -> None:
+    def apply(self, store: Store) -> None:
         """Make the state changes (the caller holds the transaction)."""
         for change in self.changes:
             change(store)
@@ -44,7 +45,7 @@ class Context:
     """What a flow may know besides the document: settings, state, time, the file."""
 
     settings: Settings
-    store: SqlStore
+    store: Store
     as_of: date
     now: str
     receipt: Receipt | None = None

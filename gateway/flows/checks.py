@@ -14,7 +14,7 @@ from functools import partial
 from gateway.flows import Context, Output, Plan, notification_outputs
 from gateway.models import CheckFile, SentApplicant
 from gateway.rules.checks import CheckDecision, CheckTransfer, decide
-from gateway.store.base import SqlStore
+from gateway.store.interfaces import CheckState
 from gateway.xml import writers
 
 
@@ -22,7 +22,7 @@ from gateway.xml import writers
 class StoreView:
     """The read-only view of state the check rules ask for, answered by the store."""
 
-    store: SqlStore
+    store: CheckState
 
     def sent(self, placement_id: str) -> Sequence[SentApplicant]:
         """The applicant register rows of a placement."""
@@ -59,6 +59,6 @@ def plan(document: CheckFile, ctx: Context) -> Plan:
     return result
 
 
-def _remember(decision: CheckDecision, sha: str, now: str, store: SqlStore) -> None:
+def _remember(decision: CheckDecision, sha: str, now: str, store: CheckState) -> None:
     for t in decision.transfers:
         store.record_transfer(t.vpd, t.placement_id, t.trac_applicant_id, sha, now)

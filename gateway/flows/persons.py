@@ -8,7 +8,7 @@ from functools import partial
 from gateway.flows import Context, Output, Plan
 from gateway.models import PersonExtract
 from gateway.rules.persons import PersonUpdate, person_update
-from gateway.store.base import SqlStore
+from gateway.store.interfaces import PersonState
 from gateway.xml import writers
 
 
@@ -57,12 +57,12 @@ def update_plan(
     return result
 
 
-def _replace_persons(vpd: str, extract: PersonExtract, store: SqlStore) -> None:
+def _replace_persons(vpd: str, extract: PersonExtract, store: PersonState) -> None:
     store.replace_persons(vpd, extract.persons)
 
 
 def _remember(
-    vpd: str, update: PersonUpdate, now: str, day: str, outputs: list[Output], store: SqlStore
+    vpd: str, update: PersonUpdate, now: str, day: str, outputs: list[Output], store: PersonState
 ) -> None:
     store.save_fingerprints(vpd, update.fingerprints, now)
     for output in outputs:

@@ -8,7 +8,7 @@ from typing import BinaryIO
 from gateway.flows import Context, Output, Plan, notification_outputs
 from gateway.models import PositionExtract
 from gateway.rules.positions import RegisterChange, RegisterView, apply_extract
-from gateway.store.base import SqlStore
+from gateway.store.interfaces import Positions
 from gateway.xml import writers
 
 
@@ -50,7 +50,7 @@ def _write_extract(
 
 
 def _save(
-    change: RegisterChange, ctx: Context, extract_date: str, paths: dict[str, str], store: SqlStore
+    change: RegisterChange, ctx: Context, extract_date: str, paths: dict[str, str], store: Positions
 ) -> None:
     store.save_positions(change.vpd, change.save, replace=change.replace)
     store.add_seen_dpns(change.vpd, change.new_dpns, ctx.now)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -137,7 +137,7 @@ class SqlStore:
     # --- identity ------------------------------------------------------------------------------
 
     def store_id(self) -> tuple[str, bool]:
-        """This store's identity (see ``var/.store-id``), and whether it was made just now for
+        """This store's identity (see ``var/store-id``), and whether it was made just now for
         a store with no history (a new store; not one upgraded from before identities)."""
         with self.transaction():
             made = self._execute(
@@ -562,6 +562,89 @@ class SqlStore:
         )
         return [(str(a), str(b), str(c)) for a, b, c in rows]
 
+    # --- bulk reads of one file's state (a few statements per file, not per record) -----------
+
+    def positions_with_dpns(self, dpns: Collection[str]) -> dict[str, list[tuple[str, Position]]]:
+        """(vpd, position) of every registered position carrying each DPN, in any VPD."""
+        found: dict[str, list[tuple[str, Position]]] = {d: [] for d in dpns}
+        for chunk in _chunks(sorted(dpns)):
+            for vpd, dpn, data in self._execute(
+                f"SELECT vpd, dpn, data FROM positions WHERE dpn IN ({_marks(chunk)})"
+                " ORDER BY vpd, esr_position_id",
+                chunk,
+            ):
+                found[str(dpn)].append((str(vpd), codec.loads(Position, data)))
+        return found
+
+    def persons_born_on(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Person]]:
+        """Persons of each (VPD, date of birth)."""
+        found: dict[tuple[str, str], list[Person]] = {k: [] for k in keys}
+        for chunk in _chunks(sorted({dob for _vpd, dob in keys})):
+            for vpd, dob, data in self._execute(
+                "SELECT vpd, date_of_birth, data FROM persons"
+                f" WHERE date_of_birth IN ({_marks(chunk)})",
+                chunk,
+            ):
+                rows = found.get((str(vpd), str(dob)))
+                if rows is not None:
+                    rows.append(codec.loads(Person, data))
+        return found
+
+    def sent_many(self, placement_ids: Collection[str]) -> dict[str, list[SentApplicant]]:
+        """The register rows of each placement, one per VPD it was sent to."""
+        found: dict[str, list[SentApplicant]] = {p: [] for p in placement_ids}
+        for chunk in _chunks(sorted(placement_ids)):
+            for pid, data in self._execute(
+                f"SELECT placement_id, data FROM applicants WHERE placement_id IN ({_marks(chunk)})"
+                " ORDER BY placement_id, vpd",
+                chunk,
+            ):
+                found[str(pid)].append(codec.loads(SentApplicant, data))
+        return found
+
+    def occupants_of(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Occupant]]:
+        """For each (VPD, position number): applicants sent and not withdrawn, then ESR
+        assignments not terminated (as :meth:`applicants_on` and :meth:`assignment_occupants`)."""
+        found: dict[tuple[str, str], list[Occupant]] = {k: [] for k in keys}
+        numbers = sorted({n for _vpd, n in keys})
+        for chunk in _chunks(numbers):
+            for vpd, number, data in self._execute(
+                "SELECT vpd, position_number, data FROM applicants WHERE withdrawn = 0"
+                f" AND position_number IN ({_marks(chunk)})",
+                chunk,
+            ):
+                rows = found.get((str(vpd), str(number)))
+                if rows is not None:
+                    a = codec.loads(SentApplicant, data)
+                    rows.append(Occupant(a.tis_person_id, None, a.placement.start,
+                                         a.placement.end, a.placement_id))
+        for chunk in _chunks(numbers):
+            for vpd, number, pid, start, end in self._execute(
+                "SELECT vpd, position_number, esr_person_id, start_date, end_date FROM assignments"
+                f" WHERE status <> 'Terminated' AND position_number IN ({_marks(chunk)})",
+                chunk,
+            ):
+                rows = found.get((str(vpd), str(number)))
+                if rows is not None:
+                    rows.append(Occupant(None, str(pid), _day(start), _day(end) if end else None))
+        return found
+
+    def held_many(self, placement_ids: Collection[str]) -> dict[str, Placement]:
+        """The held placements among ``placement_ids``."""
+        found: dict[str, Placement] = {}
+        for chunk in _chunks(sorted(placement_ids)):
+            for pid, data in self._execute(
+                "SELECT placement_id, data FROM held_placements"
+                f" WHERE placement_id IN ({_marks(chunk)})",
+                chunk,
+            ):
+                found[str(pid)] = codec.loads(Placement, data)
+        return found
+
     # --- check transfers -----------------------------------------------------------------------
 
     def transferred(self, vpd: str, placement_id: str) -> bool:
@@ -614,6 +697,18 @@ class SqlStore:
         """Record that a scheduled job ran for ``key``."""
         self._execute("DELETE FROM jobs WHERE name = ?", (name,))
         self._execute("INSERT INTO jobs (name, last_run) VALUES (?, ?)", (name, key))
+
+
+CHUNK = 2000  # values in one IN list: far below SQLite's and PostgreSQL's limits
+
+
+def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    for i in range(0, len(values), CHUNK):
+        yield list(values[i : i + CHUNK])
+
+
+def _marks(chunk: Sequence[object]) -> str:
+    return ", ".join("?" * len(chunk))
 
 
 def _day(text: str) -> date:

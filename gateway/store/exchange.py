@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store.base import SqlStore
+from gateway.store.interfaces import Transactional
 
 FETCHED, PUBLISHED, DONE = "fetched", "published", "done"
 SENDING, SENT = "sending", "sent"
@@ -60,9 +60,9 @@ class PartnerState:
 
 
 class ExchangeLedger:
-    """Queries of the SFTP exchange, over any :class:`SqlStore`."""
+    """Queries of the SFTP exchange, over any store (:class:`Transactional`)."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: Transactional) -> None:
         self.store = store
 
     # --- takes ---------------------------------------------------------------------------------

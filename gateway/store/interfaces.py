@@ -1,0 +1,357 @@
+"""The store as small interfaces, one per domain, each a ``typing.Protocol``.
+
+A flow depends on the interfaces it uses (the positions flow on :class:`Positions`, the checks
+flow on :class:`Applicants` and :class:`CheckTransfers`, …), never on a backend. Each backend
+(``sqlite.py``, ``postgres.py``) provides all of them through :class:`~gateway.store.base.SqlStore`,
+whose SQL is portable, with the dialect's differences (placeholders, identity columns, locks)
+in the backend. :class:`Store` is the whole; the SFTP exchange's ledger is
+:class:`~gateway.store.exchange.ExchangeLedger`, over :class:`Transactional`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.models import Occupant, Person, Placement, Position, SentApplicant
+from gateway.store.base import Held, PendingOutput, Receipt
+
+
+class Transactional(Protocol):
+    """Transactions, locks across processes and nodes, and the store's identity."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """All writes inside happen together or not at all."""
+        ...
+
+    def work_lock(self) -> AbstractContextManager[None]:
+        """Held while a file or a job changes state: one at a time across every process."""
+        ...
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Try to hold the lock ``name`` for the block, across processes and nodes (yields
+        whether this process holds it)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+    def __enter__(self) -> Any:
+        """The store itself."""
+        ...
+
+    def __exit__(self, *exc: object) -> None:
+        """Closes the store."""
+        ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one portable SQL statement (``?`` placeholders), for ledgers in other modules."""
+        ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one portable SQL statement for many rows."""
+        ...
+
+    def store_id(self) -> tuple[str, bool]:
+        """This store's identity (``var/store-id``), and whether the store is new."""
+        ...
+
+
+class Ledger(Protocol):
+    """Inbound files: claims owned and leased, attempts, fates, outputs to publish."""
+
+    def claim(
+        self,
+        name: str,
+        channel: str,
+        folder: Path,
+        *,
+        at: str,
+        owner: str,
+        lease_until: float,
+        original_name: str = "",
+        source: tuple[str, int | None] | None = None,
+    ) -> Receipt:
+        """Record a file about to be claimed into ``folder``, owned by ``owner``."""
+        ...
+
+    def claimed(self, rid: int, sha256: str) -> Receipt:
+        """The file is in ``var/processing/`` and its content hashed."""
+        ...
+
+    def drop_claim(self, rid: int) -> None:
+        """Forget a claim whose file never reached ``var/processing/``."""
+        ...
+
+    def receipt(self, rid: int) -> Receipt:
+        """A receipt by id."""
+        ...
+
+    def open_receipts(self) -> list[Receipt]:
+        """Receipts whose input has not yet been archived or quarantined."""
+        ...
+
+    def held_receipts(self) -> list[Held]:
+        """Open receipts with their owners' leases, oldest first."""
+        ...
+
+    def take_over(self, rid: int, old_owner: str | None, owner: str, lease_until: float) -> bool:
+        """Become the owner of an open receipt if ``old_owner`` still holds it (one wins)."""
+        ...
+
+    def renew(self, owner: str, lease_until: float) -> int:
+        """Extend the lease on every open receipt ``owner`` holds; returns how many."""
+        ...
+
+    def begin_attempt(self, rid: int, owner: str, *, give_back: int = 0) -> int:
+        """Count one more start of work on a file (before the work); returns the count."""
+        ...
+
+    def undo_attempt(self, rid: int, error: str) -> None:
+        """Give back an attempt that failed for a reason that was not the file's."""
+        ...
+
+    def last_error(self, rid: int) -> str | None:
+        """The last error noted for a file."""
+        ...
+
+    def note_error(self, rid: int, error: str) -> None:
+        """Keep the last error of a file's failed attempt."""
+        ...
+
+    def processed_file(self, sha256: str) -> str | None:
+        """The name of an earlier file with these exact bytes that was processed, if any."""
+        ...
+
+    def finish(
+        self,
+        rid: int,
+        status: str,
+        *,
+        at: str,
+        owner: str | None = None,
+        code: str | None = None,
+        duplicate_of: str | None = None,
+        totals: dict[str, int] | None = None,
+    ) -> None:
+        """Mark a file's fate (call inside the file's transaction); only its owner may."""
+        ...
+
+    def add_pending_outputs(
+        self, rid: int, outputs: Sequence[tuple[Path, Path, int | None, int | None]]
+    ) -> None:
+        """List outputs written under temporary names (with inode and size), to rename once"""
+        ...
+
+    def pending_outputs(self, rid: int | None = None) -> list[PendingOutput]:
+        """Outputs committed but perhaps not yet renamed into place."""
+        ...
+
+    def clear_outputs(self, rid: int) -> None:
+        """Forget the pending outputs of a receipt once they are all in place."""
+        ...
+
+    def close_receipt(self, rid: int) -> None:
+        """The input has left ``var/processing/``: nothing more to recover for it."""
+        ...
+
+    def file_counts(self) -> list[tuple[str, str, int]]:
+        """(channel, status, count) over the whole ledger."""
+        ...
+
+    def receipts_since(self, after_id: int = 0) -> list[tuple[int, str, str, str]]:
+        """(id, name, status, ack_name) of receipts after ``after_id``."""
+        ...
+
+
+class Positions(Protocol):
+    """The position register per VPD, DPNs seen, what is on the interface, extracts."""
+
+    def positions(self, vpd: str) -> dict[int, Position]:
+        """The position register of a VPD, by ESR position id."""
+        ...
+
+    def positions_with_dpn(self, dpn: str) -> list[tuple[str, Position]]:
+        """(vpd, position) of every registered position carrying ``dpn``, in any VPD."""
+        ...
+
+    def save_positions(self, vpd: str, positions: Sequence[Position], *, replace: bool) -> None:
+        """Write positions into a VPD's register; ``replace`` drops those not given."""
+        ...
+
+    def seen_dpns(self, vpd: str) -> set[str]:
+        """Every DPN ever seen in the VPD."""
+        ...
+
+    def add_seen_dpns(self, vpd: str, dpns: Sequence[str], at: str) -> None:
+        """Remember DPNs as seen in the VPD."""
+        ...
+
+    def interface_posts(self, vpd: str) -> dict[int, tuple[str, str]]:
+        """What was on the interface at the VPD's last extract: id → (dpn, deanery)."""
+        ...
+
+    def set_interface_posts(self, vpd: str, posts: dict[int, tuple[str, str]]) -> None:
+        """Replace the VPD's record of what is on the interface."""
+        ...
+
+    def vpds(self) -> list[str]:
+        """Every VPD with a position register."""
+        ...
+
+    def record_extract(
+        self, kind: str, vpd: str, deanery: str, extract_date: str, path: str, at: str
+    ) -> None:
+        """Note the last extract written for (kind, VPD, deanery)."""
+        ...
+
+    def extracts(self) -> list[tuple[str, str, str, str]]:
+        """(kind, vpd, deanery, extract_date) of the last extract of each."""
+        ...
+
+    def positions_with_dpns(self, dpns: Collection[str]) -> dict[str, list[tuple[str, Position]]]:
+        """(vpd, position) of every registered position carrying each DPN, in any VPD."""
+        ...
+
+
+class Persons(Protocol):
+    """ESR persons and their assignments per VPD, and what was last sent to TIS."""
+
+    def replace_persons(self, vpd: str, persons: Sequence[Person]) -> None:
+        """Make ``persons`` the VPD's persons (a person extract is a full snapshot)."""
+        ...
+
+    def persons(self, vpd: str) -> list[Person]:
+        """Every person of the VPD."""
+        ...
+
+    def persons_born(self, vpd: str, date_of_birth: str) -> list[Person]:
+        """Persons of the VPD born on that day (candidates for a match)."""
+        ...
+
+    def assignment_occupants(self, vpd: str, position_number: str) -> list[Occupant]:
+        """ESR assignments on a position that are not terminated."""
+        ...
+
+    def fingerprints(self, vpd: str) -> dict[str, tuple[str, bool]]:
+        """esr_person_id → (fingerprint last sent, whether the person was in scope)."""
+        ...
+
+    def save_fingerprints(self, vpd: str, rows: Sequence[tuple[str, str, bool]], at: str) -> None:
+        """Upsert (esr_person_id, fingerprint, in_scope) rows."""
+        ...
+
+    def persons_born_on(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Person]]:
+        """Persons of each (VPD, date of birth)."""
+        ...
+
+
+class Applicants(Protocol):
+    """The applicant register: what was sent to ESR for each placement and VPD."""
+
+    def save_applicants(self, rows: Sequence[SentApplicant], at: str) -> None:
+        """Upsert applicant register rows."""
+        ...
+
+    def sent(self, placement_id: str) -> list[SentApplicant]:
+        """The register rows of a placement, one per VPD it was sent to."""
+        ...
+
+    def applicants_on(self, vpd: str, position_number: str) -> list[SentApplicant]:
+        """Applicants sent (and not withdrawn) for a position."""
+        ...
+
+    def applicants_born(self, vpd: str, date_of_birth: str) -> list[SentApplicant]:
+        """Applicants of the VPD (withdrawn or not) whose trainee was born that day."""
+        ...
+
+    def sent_many(self, placement_ids: Collection[str]) -> dict[str, list[SentApplicant]]:
+        """The register rows of each placement, one per VPD it was sent to."""
+        ...
+
+    def occupants_of(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[Occupant]]:
+        """For each (VPD, position number): applicants and ESR assignments on it."""
+        ...
+
+
+class Holds(Protocol):
+    """Placements deferred by A3 until they are due."""
+
+    def hold(self, placement: Placement, source_file: str, sha256: str, due: str, at: str) -> None:
+        """Hold a deferred placement until ``due`` (A3), replacing an earlier hold."""
+        ...
+
+    def release(self, placement_ids: Sequence[str]) -> None:
+        """Forget holds."""
+        ...
+
+    def held(self, placement_id: str) -> Placement | None:
+        """A held placement, if any."""
+        ...
+
+    def held_due(self, as_of: str) -> list[Placement]:
+        """Held placements due on or before ``as_of``, earliest first."""
+        ...
+
+    def held_sources(self) -> list[tuple[str, str, str, str]]:
+        """(placement id, due, source file, source SHA-256) of every hold."""
+        ...
+
+    def held_all(self) -> list[tuple[str, str, str]]:
+        """(placement id, due date, source file) of every hold."""
+        ...
+
+    def held_many(self, placement_ids: Collection[str]) -> dict[str, Placement]:
+        """The held placements among ``placement_ids``."""
+        ...
+
+
+class CheckTransfers(Protocol):
+    """Trac checks transferred (C3: once per applicant)."""
+
+    def transferred(self, vpd: str, placement_id: str) -> bool:
+        """Whether checks already went for this applicant (C3)."""
+        ...
+
+    def record_transfer(
+        self, vpd: str, placement_id: str, trac_applicant_id: str, sha256: str, at: str
+    ) -> None:
+        """Remember a one-off check transfer."""
+        ...
+
+
+class Jobs(Protocol):
+    """When each scheduled job last ran."""
+
+    def job_last_run(self, name: str) -> str | None:
+        """When a scheduled job last ran (its own key: a date, a week)."""
+        ...
+
+    def set_job_run(self, name: str, key: str) -> None:
+        """Record that a scheduled job ran for ``key``."""
+        ...
+
+
+class Store(
+    Transactional, Ledger, Positions, Persons, Applicants, Holds, CheckTransfers, Jobs, Protocol
+):
+    """Every interface of the gateway's state: what a backend provides."""
+
+
+class PlacementState(Positions, Persons, Applicants, Holds, Protocol):
+    """What the placements flow reads and writes."""
+
+
+class PersonState(Positions, Persons, Protocol):
+    """What the persons flow reads and writes."""
+
+
+class CheckState(Applicants, CheckTransfers, Protocol):
+    """What the checks flow reads and writes."""
