@@ -111,6 +111,8 @@ def test_two_nodes_share_1000_files_each_acknowledged_once(
     assert_each_once(tmp_path, database, names)
     assert all(processed_by(node) > 0 for node in nodes), "both nodes should have worked"
     assert sum(processed_by(node) for node in nodes) == N
+    jobs = [e["job"] for node in nodes for e in node.logs() if e["event"] == "job.done"]
+    assert jobs.count("release-deferred") == 1, "the daily job runs once across the nodes"
 
 
 def test_a_node_killed_halfway_is_finished_by_the_other_within_the_lease(

@@ -80,8 +80,11 @@ class PrefetchedView:
         """Read what the rules will ask about ``placements``."""
         pids = {p.placement_id for p in placements}
         positions = store.positions_with_dpns({p.dpn for p in placements})
-        vpds = {vpd for found in positions.values() for vpd, _p in found}
-        births = {(vpd, p.trainee.date_of_birth.isoformat()) for p in placements for vpd in vpds}
+        births = {
+            (vpd, p.trainee.date_of_birth.isoformat())
+            for p in placements
+            for vpd, _position in positions.get(p.dpn, ())
+        }
         register = store.sent_many(pids)
         posts = {(vpd, pos.position_number) for found in positions.values() for vpd, pos in found}
         posts |= {(r.vpd, r.position_number) for rows in register.values() for r in rows}

@@ -473,14 +473,15 @@ class SqlStore:
     # --- applicant register --------------------------------------------------------------------
 
     def save_applicants(self, rows: Sequence[SentApplicant], at: str) -> None:
-        """Upsert applicant register rows."""
-        self._executemany(
-            "DELETE FROM applicants WHERE placement_id = ? AND vpd = ?",
-            [(r.placement_id, r.vpd) for r in rows],
-        )
+        """Upsert applicant register rows (one statement per row, batched)."""
         self._executemany(
             "INSERT INTO applicants (placement_id, vpd, tis_person_id, position_number,"
-            " date_of_birth, withdrawn, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " date_of_birth, withdrawn, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (placement_id, vpd) DO UPDATE SET"
+            " tis_person_id = excluded.tis_person_id,"
+            " position_number = excluded.position_number,"
+            " date_of_birth = excluded.date_of_birth, withdrawn = excluded.withdrawn,"
+            " data = excluded.data, updated_at = excluded.updated_at",
             [
                 (
                     r.placement_id,
