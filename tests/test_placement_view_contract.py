@@ -10,8 +10,8 @@ from datetime import date
 import pytest
 
 from gateway.flows.placements import PrefetchedView, StoreView
-from gateway.rules.placements import PlacementView
 from gateway.models import Assignment, Occupant, Person, Position
+from gateway.rules.placements import PlacementView
 from tests.conftest import Gateway
 from tests.test_rules_placements import (
     DPN,
