@@ -30,6 +30,7 @@ from gateway.errors import (
     ClaimLost,
     GatewayError,
     OutputLost,
+    StoreUnavailable,
     TransientError,
     Unavailable,
     Unreadable,
@@ -105,6 +106,7 @@ class Daemon:
         self._jobs_retry_at = 0.0
         self._paused: str | None = None
         self._pause_seconds = 0.0
+        self._paused_by_store = False
         self._resume_at = 0.0
         self._last_sweep = time.monotonic()
         self._unreadable: set[Path] = set()
@@ -224,7 +226,7 @@ class Daemon:
             return None
         self._unreadable.discard(path)
         self.intake.forget(path)
-        self._resume()
+        self._resume(proven=False)
         return receipt
 
     def _process(self, receipt: Receipt) -> None:
@@ -250,7 +252,7 @@ class Daemon:
         else:
             self._retries.pop(receipt.id, None)
             self.processed += 1
-            self._resume()
+            self._resume(proven=True)
 
     def _failed(self, receipt: Receipt, error: str) -> None:
         """A failure counted against the file (the store counted it before the attempt)."""
@@ -275,15 +277,20 @@ class Daemon:
         first = self.settings.intake.retry_seconds or 1.0
         self._pause_seconds = min(self._pause_seconds * 2 or first, MAX_PAUSE_SECONDS)
         self._resume_at = time.monotonic() + self._pause_seconds
+        self._paused_by_store = isinstance(exc, StoreUnavailable)
         if self._paused != exc.reason:
             self._paused = exc.reason
             log.warning("intake.paused", reason=exc.reason, error=str(exc))
 
-    def _resume(self) -> None:
-        if self._paused is not None:
+    def _resume(self, *, proven: bool) -> None:
+        """Work succeeded. A claim, a sweep or a job only proves the store is back; a full or
+        read-only folder is cleared only by a file processed end to end (``proven``)."""
+        if self._paused is None:
+            self._pause_seconds = 0.0
+        elif proven or self._paused_by_store:
             log.info("intake.resumed", reason=self._paused)
             self._paused = None
-        self._pause_seconds = 0.0
+            self._pause_seconds = 0.0
 
     def _guard(self, work: Callable[[], T]) -> T | None:
         try:
@@ -297,5 +304,5 @@ class Daemon:
         except Exception as exc:  # a bug in a job or in recovery must not stop the daemon
             log.exception("daemon.failed", error=type(exc).__name__)
             return None
-        self._resume()
+        self._resume(proven=False)
         return result
