@@ -70,6 +70,14 @@ def settled(database: str) -> bool:
     return open_ == (0,) and pending == (0,)
 
 
+def held_by(database: str, prefix: str) -> list[str]:
+    """The names of the open receipts a node (by its owner prefix) holds."""
+    with psycopg.connect(database) as conn:
+        rows = conn.execute("SELECT name FROM receipts WHERE closed = 0 AND owner LIKE %s",
+                            (prefix + "%",)).fetchall()
+    return sorted(name for (name,) in rows)
+
+
 def assert_each_once(root: Path, database: str, names: list[str]) -> None:
     """One processed ack, one ledger row, one extract and one notice per file."""
     assert sorted(p.name for p in acks(root)) == sorted(f"{n}.ack.xml" for n in names)
@@ -130,6 +138,7 @@ def test_a_node_killed_halfway_is_finished_by_the_other_within_the_lease(
     first.proc.kill()
     killed = time.monotonic()
     first.wait(30)
+    held = held_by(database, "node-a:")
     wait_until(lambda: len(acks(tmp_path)) >= N and settled(database), timeout=300,
                what="every file acknowledged and nothing left open")
     elapsed = time.monotonic() - killed
@@ -138,7 +147,8 @@ def test_a_node_killed_halfway_is_finished_by_the_other_within_the_lease(
     assert second.terminate() == 0
     assert_each_once(tmp_path, database, names)
     taken = [e for e in second.logs() if e["event"] == "recovery.taken_over"]
-    assert taken, "node-b should have taken over node-a's claims"
+    # node-a may be killed between two files, holding nothing: then there is nothing to take
+    assert sorted(str(e["file"]) for e in taken) == held
     assert all(str(e["owner"]).startswith("node-a:") for e in taken)
     assert not [e for e in second.logs() if e["event"] == "file.claim_failed"]
 
