@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 
 from gateway.config import Settings
 from gateway.models import Notice, Outcome
+from gateway.paths import output_path
 from gateway.store.base import Receipt
 from gateway.store.interfaces import Store
 from gateway.transport.files import write_temp
@@ -55,9 +56,9 @@ class Context:
         """The first 12 hex digits of the input's SHA-256."""
         return self.receipt.sha256[:12] if self.receipt else "scheduled"
 
-    def report_dir(self, vpd: str) -> Path:
-        """``outbox/reports/<VPD>/``."""
-        return self.settings.paths.outbox / "reports" / vpd
+    def output(self, folder: str, code: str, name: str) -> Path:
+        """``outbox/<folder>/<code>/<name>``, the code checked plain (:func:`output_path`)."""
+        return output_path(self.settings.paths.outbox, folder, code, name=name)
 
 
 def notification_outputs(ctx: Context, notices: list[Notice], name: str) -> list[Output]:
@@ -69,7 +70,6 @@ def notification_outputs(ctx: Context, notices: list[Notice], name: str) -> list
     sha = ctx.receipt.sha256 if ctx.receipt else None
     outputs = []
     for vpd, rows in sorted(by_vpd.items()):
-        folder = ctx.report_dir(vpd)
 
         def xml(fh: BinaryIO, vpd: str = vpd, rows: list[Notice] = rows) -> None:
             writers.write_notifications(fh, vpd, rows, ctx.now, source, sha)
@@ -77,8 +77,8 @@ def notification_outputs(ctx: Context, notices: list[Notice], name: str) -> list
         def csv(fh: BinaryIO, rows: list[Notice] = rows) -> None:
             writers.write_notifications_csv(fh, rows)
 
-        outputs.append(Output(folder / f"{name}.xml", xml))
-        outputs.append(Output(folder / f"{name}.csv", csv))
+        outputs.append(Output(ctx.output("reports", vpd, f"{name}.xml"), xml))
+        outputs.append(Output(ctx.output("reports", vpd, f"{name}.csv"), csv))
     return outputs
 
 

@@ -48,7 +48,7 @@ def plan(document: CheckFile, ctx: Context) -> Plan:
         by_vpd.setdefault(transfer.vpd, []).append(transfer)
     outputs = []
     for vpd, transfers in sorted(by_vpd.items()):
-        path = ctx.settings.paths.outbox / "esr" / vpd / f"checks-{stem}-{ctx.sha12}.xml"
+        path = ctx.output("esr", vpd, f"checks-{stem}-{ctx.sha12}.xml")
         rows = [(t.placement_id, t.trac_applicant_id, t.checks) for t in transfers]
         write = partial(writers.write_check_load, vpd=vpd, generated_at=ctx.now,
                         source_file=source, source_sha256=sha, transfers=rows)

@@ -48,7 +48,7 @@ def update_plan(
     day = extract_date.isoformat()
     outputs = []
     for deanery, rows in sorted(update.by_deanery.items()):
-        path = ctx.settings.paths.outbox / "tis" / deanery / f"persons-{vpd}-{day}.xml"
+        path = ctx.output("tis", deanery, f"persons-{vpd}-{day}.xml")
         write = partial(writers.write_person_update, deanery=deanery, vpd=vpd,
                         extract_date=day, kind=kind, generated_at=ctx.now, rows=rows)
         outputs.append(Output(path, write))

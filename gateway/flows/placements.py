@@ -149,7 +149,7 @@ def load_outputs(
     outputs = []
     for (vpd, index), rows in sorted(files.items()):
         suffix = "" if index == 0 else f"-{index + 1}"
-        path = ctx.settings.paths.outbox / "esr" / vpd / f"applicants-{name}{suffix}.xml"
+        path = ctx.output("esr", vpd, f"applicants-{name}{suffix}.xml")
         write = partial(
             writers.write_applicant_load, vpd=vpd, generated_at=ctx.now, source_file=source,
             source_sha256=sha, records=rows,

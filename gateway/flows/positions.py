@@ -26,7 +26,7 @@ def plan(extract: PositionExtract, ctx: Context) -> Plan:
     outputs = []
     paths = {}
     for deanery, posts in change.extracts.items():
-        path = ctx.settings.paths.outbox / "tis" / deanery / f"positions-{vpd}-{extract_date}.xml"
+        path = ctx.output("tis", deanery, f"positions-{vpd}-{extract_date}.xml")
         paths[deanery] = str(path)
         items = [writers.ExtractPost(p, dup) for p, dup in posts]
         write = partial(_write_extract, deanery, vpd, extract_date, ctx.now, items)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
 
+from gateway.codes import INVALID_ROUTING_CODE, is_code, shown
 from gateway.models import (
     ELIGIBLE_CHECKS,
     CheckApplicant,
@@ -103,6 +104,13 @@ def decide(applicants: Sequence[CheckApplicant], view: CheckView, as_of: date) -
     decision = CheckDecision()
     done: set[tuple[str, str]] = set()  # (vpd, placement_id) transferred earlier in this file
     for applicant in applicants:
+        if not is_code(applicant.vpd):  # nowhere to route it, not even a notice
+            decision.outcomes.append(Outcome(
+                applicant.trac_applicant_id, Result.REJECTED,
+                f"VPD {shown(applicant.vpd)!r} is not a plain VPD code: correct it in Trac.",
+                reason=INVALID_ROUTING_CODE,
+            ))
+            continue
         try:
             transfer = _transfer(applicant, view, as_of, done)
         except _Refusal as refusal:

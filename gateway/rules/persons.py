@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 
+from gateway.codes import INVALID_ROUTING_CODE
 from gateway.models import Assignment, Outcome, Person, Position, Result
-from gateway.rules.positions import deanery_of, on_interface
+from gateway.rules.positions import deanery_of, on_interface, routing_refusal
 
 SCOPE_STATUSES = frozenset({"Active", "Maternity & Adoption"})
 
@@ -103,6 +104,12 @@ def person_update(
                 update.fingerprints.append((pid, last[0], False))
             continue
         assignment, position = found
+        refused = routing_refusal(position)
+        if refused:  # a position stored before the XSDs held deanery codes to the pattern
+            update.outcomes.append(
+                Outcome(pid, Result.REJECTED, refused, reason=INVALID_ROUTING_CODE, vpd=vpd)
+            )
+            continue
         dpn = position.dpn or ""
         row = PersonRow(
             person, dpn, assignment.position_number, deanery_of(position),

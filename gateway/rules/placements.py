@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Protocol
 
+from gateway.codes import INVALID_ROUTING_CODE, is_code, shown
 from gateway.config import Rules
 from gateway.models import (
     ApplicantRecord,
@@ -280,6 +281,7 @@ def _upsert(
 ) -> PlacementDecision:
     """A12, A1, A4–A8, A7, A10, A2, A3, then send."""
     pid = placement.placement_id
+    _check_routing(placement)
     _check_scope(placement, rules)
     _check_dates(placement)
     targets = _targets(placement, state, as_of)
@@ -340,6 +342,19 @@ def _rejected(
 
 
 # --- A12, A1, A2 ---------------------------------------------------------------------------------
+
+
+def _check_routing(placement: Placement) -> None:
+    """The deanery (P3: ManagingDeaneryBody, else the DPN's first segment) must be a plain code."""
+    body = placement.managing_deanery_body
+    deanery = body if body else placement.dpn.split("/", 1)[0]
+    if not is_code(deanery):
+        source = "ManagingDeaneryBody" if body else "the DPN's first segment"
+        raise _Refusal(
+            INVALID_ROUTING_CODE,
+            f"{source} {shown(deanery)!r} is not a plain deanery code (A-Z, 0-9, '_' or '-', "
+            "at most 16): ask the local office to correct it in TIS.",
+        )
 
 
 def _check_scope(placement: Placement, rules: Rules) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
+from gateway.codes import INVALID_ROUTING_CODE, is_code, shown
 from gateway.models import Notice, NoticeType, Outcome, Position, PositionExtract, Result
 
 ON_INTERFACE_STATUSES = frozenset({"Active", "Proposed"})
@@ -26,6 +27,20 @@ def deanery_of(position: Position) -> str:
     if position.managing_deanery_body:
         return position.managing_deanery_body
     return (position.dpn or "").split("/", 1)[0]
+
+
+def routing_refusal(position: Position) -> str | None:
+    """Why a position's deanery (P3) cannot route a file, or None when it can (or has none)."""
+    if not (position.managing_deanery_body or position.dpn):
+        return None
+    deanery = deanery_of(position)
+    if is_code(deanery):
+        return None
+    source = "ManagingDeaneryBody" if position.managing_deanery_body else "the DPN's first segment"
+    return (
+        f"Position {position.position_number}: {source} {shown(deanery)!r} is not a plain "
+        "deanery code (A-Z, 0-9, '_' or '-', at most 16): correct it in ESR."
+    )
 
 
 def duplicate_dpns(positions: Iterable[Position], as_of: date) -> set[str]:
@@ -84,6 +99,10 @@ def apply_extract(
     change = RegisterChange(vpd=vpd, replace=extract.type == "full")
     register: dict[int, Position] = {} if change.replace else dict(view.positions)
     for p in extract.positions:
+        refused = routing_refusal(p)
+        if refused:
+            change.outcomes.append(_outcome(vpd, p, Result.REJECTED, refused, INVALID_ROUTING_CODE))
+            continue
         if p.dpn and p.occupation_code in las_codes:
             change.outcomes.append(
                 _outcome(
@@ -117,7 +136,7 @@ def _derive(
     change: RegisterChange, register: Mapping[int, Position], view: RegisterView, as_of: date
 ) -> None:
     vpd = change.vpd
-    live = [p for p in register.values() if on_interface(p, as_of)]
+    live = [p for p in register.values() if on_interface(p, as_of) and is_code(deanery_of(p))]
     duplicates = duplicate_dpns(live, as_of)
     before = duplicate_dpns(view.positions.values(), as_of)
     for dpn in sorted(duplicates - before):
@@ -151,7 +170,8 @@ def _derive(
                     position_number=old.position_number if old else None,
                 )
             )
-    deaneries = {d for _dpn, d in view.interface_posts.values()} | {deanery_of(p) for p in live}
+    deaneries = {d for _dpn, d in view.interface_posts.values() if is_code(d)}
+    deaneries |= {deanery_of(p) for p in live}
     change.extracts = {d: [] for d in sorted(deaneries)}
     for p in sorted(live, key=lambda p: (p.dpn or "", p.position_number)):
         change.extracts[deanery_of(p)].append((p, p.dpn in duplicates))
