@@ -27,3 +27,17 @@ def shown(value: str) -> str:
     """A refused code as an acknowledgement may show it: escaped, and bounded."""
     text = value.encode("unicode_escape").decode("ascii")
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def deanery_refusal(managing_deanery_body: str | None, dpn: str | None) -> str | None:
+    """What is wrong with a record's deanery codes, or None when each it has is plain.
+
+    Both are checked, not only the one that routes (P3: ``ManagingDeaneryBody``, else the DPN's
+    first segment): a DPN is matched across documents, so one that could steer a path is never
+    kept.
+    """
+    if managing_deanery_body is not None and not is_code(managing_deanery_body):
+        return f"ManagingDeaneryBody {shown(managing_deanery_body)!r}"
+    if dpn is not None and not is_code(dpn.split("/", 1)[0]):
+        return f"the DPN's first segment {shown(dpn.split('/', 1)[0])!r}"
+    return None

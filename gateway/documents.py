@@ -29,6 +29,8 @@ class DocumentKind:
     record: str
     read_record: Callable[[Any], Any]
     build: Callable[[dict[str, str], tuple[Any, ...]], Any]
+    routing: frozenset[str] = frozenset()
+    """The record's routing fields: elements, and attributes as ``@name`` (spec 6.0, issue 14)."""
 
 
 def _positions(attrs: dict[str, str], records: tuple[Any, ...]) -> PositionExtract:
@@ -53,6 +55,7 @@ KINDS: tuple[DocumentKind, ...] = (
     DocumentKind(
         "positions", Channel.ESR, "urn:dit-gateway:esr:positions:1", "PositionExtract",
         "esr-positions", "Position", readers.position, _positions,
+        frozenset({"DeaneryPostNumber", "ManagingDeaneryBody"}),
     ),
     DocumentKind(
         "persons", Channel.ESR, "urn:dit-gateway:esr:persons:1", "PersonExtract",
@@ -61,10 +64,12 @@ KINDS: tuple[DocumentKind, ...] = (
     DocumentKind(
         "placements", Channel.TIS, "urn:dit-gateway:tis:placements:1", "PlacementFile",
         "tis-placements", "Placement", readers.placement, _placements,
+        frozenset({"DeaneryPostNumber", "ManagingDeaneryBody"}),
     ),
     DocumentKind(
         "checks", Channel.TRAC, "urn:dit-gateway:trac:checks:1", "CheckFile",
         "trac-checks", "Applicant", readers.check_applicant, _checks,
+        frozenset({"@vpd"}),
     ),
 )
 

@@ -51,7 +51,13 @@ from gateway.store.interfaces import Store
 from gateway.transport import files
 from gateway.xml import writers
 from gateway.xml.schemas import schema
-from gateway.xml.secure import check_well_formed, iter_records, read_root, validation_errors
+from gateway.xml.secure import (
+    check_well_formed,
+    iter_records,
+    only_routing_codes,
+    read_root,
+    validation_errors,
+)
 
 log = logs.get("gateway.pipeline")
 
@@ -553,8 +559,15 @@ def parse(path: Path, channel: str | None, limit: int) -> Parsed:
     xsd = schema(kind.xsd)
     records = []
     try:
-        for element in iter_records(path, xsd, limit):
-            records.append(kind.read_record(element))
+        try:
+            for element in iter_records(path, xsd, limit):
+                records.append(kind.read_record(element))
+        except RejectedFile:
+            # A record whose routing code is not plain is the record's fault, not the file's:
+            # the rules refuse it with INVALID_ROUTING_CODE (issue 14) and take the others.
+            if not kind.routing or not only_routing_codes(path, xsd, limit, kind.routing):
+                raise
+            records = [kind.read_record(e) for e in iter_records(path, None, limit)]
     except (ValueError, KeyError, TypeError) as exc:
         # Invalid content that the streaming validator had not yet reported is a rejection; a
         # reader failing on a valid file is a bug, and is raised as one (retried, then counted).

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Protocol
 
-from gateway.codes import INVALID_ROUTING_CODE, is_code, shown
+from gateway.codes import INVALID_ROUTING_CODE, deanery_refusal
 from gateway.config import Rules
 from gateway.models import (
     ApplicantRecord,
@@ -244,6 +244,7 @@ def _decide_one(
     placement: Placement, state: PlacementView, as_of: date, rules: Rules
 ) -> PlacementDecision:
     try:
+        _check_routing(placement)
         if placement.action == WITHDRAW:
             return _withdraw(placement, state)
         return _upsert(placement, state, as_of, rules)
@@ -279,9 +280,8 @@ def _withdraw(placement: Placement, state: PlacementView) -> PlacementDecision:
 def _upsert(
     placement: Placement, state: PlacementView, as_of: date, rules: Rules
 ) -> PlacementDecision:
-    """A12, A1, A4–A8, A7, A10, A2, A3, then send."""
+    """A12, A1, A4–A8, A7, A10, A2, A3, then send (the routing codes checked before)."""
     pid = placement.placement_id
-    _check_routing(placement)
     _check_scope(placement, rules)
     _check_dates(placement)
     targets = _targets(placement, state, as_of)
@@ -345,15 +345,13 @@ def _rejected(
 
 
 def _check_routing(placement: Placement) -> None:
-    """The deanery (P3: ManagingDeaneryBody, else the DPN's first segment) must be a plain code."""
-    body = placement.managing_deanery_body
-    deanery = body if body else placement.dpn.split("/", 1)[0]
-    if not is_code(deanery):
-        source = "ManagingDeaneryBody" if body else "the DPN's first segment"
+    """The deanery codes (P3: ManagingDeaneryBody, the DPN's first segment) must be plain."""
+    wrong = deanery_refusal(placement.managing_deanery_body, placement.dpn)
+    if wrong is not None:
         raise _Refusal(
             INVALID_ROUTING_CODE,
-            f"{source} {shown(deanery)!r} is not a plain deanery code (A-Z, 0-9, '_' or '-', "
-            "at most 16): ask the local office to correct it in TIS.",
+            f"{wrong} is not a plain deanery code (A-Z, 0-9, '_' or '-', at most 16): ask the "
+            "local office to correct it in TIS.",
         )
 
 

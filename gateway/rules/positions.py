@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from gateway.codes import INVALID_ROUTING_CODE, is_code, shown
+from gateway.codes import INVALID_ROUTING_CODE, deanery_refusal, is_code
 from gateway.models import Notice, NoticeType, Outcome, Position, PositionExtract, Result
 
 ON_INTERFACE_STATUSES = frozenset({"Active", "Proposed"})
@@ -30,16 +30,13 @@ def deanery_of(position: Position) -> str:
 
 
 def routing_refusal(position: Position) -> str | None:
-    """Why a position's deanery (P3) cannot route a file, or None when it can (or has none)."""
-    if not (position.managing_deanery_body or position.dpn):
+    """Why a position's deanery codes (P3) cannot route a file, or None when they can."""
+    wrong = deanery_refusal(position.managing_deanery_body, position.dpn)
+    if wrong is None:
         return None
-    deanery = deanery_of(position)
-    if is_code(deanery):
-        return None
-    source = "ManagingDeaneryBody" if position.managing_deanery_body else "the DPN's first segment"
     return (
-        f"Position {position.position_number}: {source} {shown(deanery)!r} is not a plain "
-        "deanery code (A-Z, 0-9, '_' or '-', at most 16): correct it in ESR."
+        f"Position {position.position_number}: {wrong} is not a plain deanery code (A-Z, 0-9, "
+        "'_' or '-', at most 16): correct it in ESR."
     )
 
 

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from lxml import etree
 
+from gateway.codes import is_code
 from gateway.errors import FileError, RejectedFile
 
 MAX_DEPTH = 32
@@ -253,6 +254,52 @@ def validation_errors(
             FileError("SCHEMA_INVALID", message, entry.line, lines.column(entry.line, message))
         )
     return RejectedFile(errors) if errors else None
+
+
+def only_routing_codes(
+    path: Path, schema: etree.XMLSchema, max_bytes: int, fields: frozenset[str]
+) -> bool:
+    """Whether an invalid file is invalid only because of routing codes inside its records.
+
+    ``fields`` names the record's routing fields: child elements (``DeaneryPostNumber``, whose
+    first segment is the code, ``ManagingDeaneryBody``) and attributes (``@vpd``). Every value
+    whose code is not plain is replaced by a plain code, and the file validated again: if it is then
+    valid, each such record is refused by the rules with ``INVALID_ROUTING_CODE`` and the others
+    go on (spec 3.4: a rejected record never stops the others). Root attributes are never
+    patched: a file-level code that is not plain stays ``SCHEMA_INVALID``.
+    """
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
+    )
+    parser.resolvers.add(_DenyResolver())
+    with open_bounded(path, max_bytes) as src:
+        try:
+            tree = etree.parse(typing.cast(IO[bytes], src), parser)
+        except etree.XMLSyntaxError:
+            return False
+    patched = False
+    for record in tree.getroot():
+        if not isinstance(record.tag, str):
+            continue
+        for name, value in record.attrib.items():
+            if f"@{name!s}" in fields and not is_code(str(value).strip()):
+                record.set(name, _PLAIN)
+                patched = True
+        for child in record:
+            if not isinstance(child.tag, str) or child.text is None:
+                continue  # an empty element reads as absent: its own schema error stands
+            local = etree.QName(child).localname
+            if local not in fields:
+                continue
+            text = child.text.strip()
+            code = text.split("/", 1)[0] if local == "DeaneryPostNumber" else text
+            if not is_code(code):
+                child.text = _PLAIN  # the whole value: a DPN may be a bare code
+                patched = True
+    return patched and schema.validate(tree)
+
+
+_PLAIN = "XXX"  # a plain code that every routing type accepts (VpdCode is 3 or 4 characters)
 
 
 class _Lines:
