@@ -8,6 +8,8 @@ file are taken from the folder that holds the file; without a file, from the wor
 from __future__ import annotations
 
 import dataclasses
+import grp
+import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -30,6 +32,12 @@ class Paths:
     inbox: Path = Path("inbox")
     outbox: Path = Path("outbox")
     var: Path = Path("var")
+    group: str = ""  # the group that may read the outbox (none: the gateway user's own group)
+
+    @property
+    def gid(self) -> int | None:
+        """The id of ``group``, or None when no group is set."""
+        return grp.getgrnam(self.group).gr_gid if self.group else None
 
     @property
     def processing(self) -> Path:
@@ -228,6 +236,19 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
+def _check_group(name: str) -> None:
+    """``paths.group`` must exist, and the gateway's user must be able to give files to it."""
+    try:
+        gid = grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise ConfigError(f"paths.group: there is no group {name!r} on this machine") from None
+    if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+        raise ConfigError(
+            f"paths.group: the gateway's user is not a member of group {name!r}, so it cannot "
+            "give the outbox to it"
+        )
+
+
 def _check(settings: Settings) -> None:
     positive = {
         "intake.settle_seconds": settings.intake.settle_seconds >= 0,
@@ -250,6 +271,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("log.format: expected 'json' or 'console'")
     if settings.log.level not in ("debug", "info", "warning", "error"):
         raise ConfigError("log.level: expected debug, info, warning or error")
+    if settings.paths.group:
+        _check_group(settings.paths.group)
     if not settings.store.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("store.url: expected sqlite:///PATH or postgresql://…")
     names = set()
@@ -267,7 +290,10 @@ def _resolve(settings: Settings, base: Path) -> Settings:
     def at(p: Path) -> Path:
         return p if p.is_absolute() else base / p
 
-    paths = Paths(at(settings.paths.inbox), at(settings.paths.outbox), at(settings.paths.var))
+    paths = dataclasses.replace(
+        settings.paths, inbox=at(settings.paths.inbox), outbox=at(settings.paths.outbox),
+        var=at(settings.paths.var),
+    )
     store = settings.store
     sqlite = settings.sqlite_path
     if sqlite is not None:

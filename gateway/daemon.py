@@ -39,6 +39,7 @@ from gateway.errors import (
 from gateway.jobs import run_jobs
 from gateway.pipeline import Pipeline
 from gateway.store.base import Receipt
+from gateway.transport import modes
 from gateway.transport.local import LocalIntake
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def instance_lock(var: Path) -> Iterator[None]:
     """
     path = var / LOCK_NAME
     try:
-        var.mkdir(parents=True, exist_ok=True)
+        modes.make_private(var)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise AlreadyRunning(f"cannot open {path}: {exc.strerror}") from exc

@@ -48,7 +48,7 @@ from gateway.flows import Context, Flow, Output, Plan
 from gateway.models import Totals
 from gateway.store.base import CLAIMING, Held, Receipt
 from gateway.store.interfaces import Store
-from gateway.transport import files
+from gateway.transport import files, modes
 from gateway.xml import writers
 from gateway.xml.schemas import schema
 from gateway.xml.secure import (
@@ -118,6 +118,7 @@ class Pipeline:
         self.flows = flows
         self.clock = clock
         self.paths = settings.paths
+        modes.configure(settings.paths.var, settings.paths.gid)
         self.node = settings.store.node
         self.owner = str(owner.me(self.node))
         self._owed: dict[int, int] = {}  # attempts to give back once the store is writable
@@ -167,7 +168,7 @@ class Pipeline:
             ino = os.fstat(fd).st_ino
             folder = self.paths.processing / channel
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                modes.make_dirs(folder)
             except OSError as exc:
                 raise StorageUnavailable(f"cannot create {folder}: {exc.strerror}") from exc
             receipt = self.store.claim(
@@ -562,10 +563,12 @@ def parse(path: Path, channel: str | None, limit: int) -> Parsed:
         try:
             for element in iter_records(path, xsd, limit):
                 records.append(kind.read_record(element))
-        except RejectedFile:
+        except RejectedFile as invalid:
             # A record whose routing code is not plain is the record's fault, not the file's:
             # the rules refuse it with INVALID_ROUTING_CODE (issue 14) and take the others.
-            if not kind.routing or not only_routing_codes(path, xsd, limit, kind.routing):
+            schema_only = all(e.code == "SCHEMA_INVALID" for e in invalid.errors)
+            if not (schema_only and kind.routing
+                    and only_routing_codes(path, xsd, limit, kind.routing)):
                 raise
             records = [kind.read_record(e) for e in iter_records(path, None, limit)]
     except (ValueError, KeyError, TypeError) as exc:

@@ -8,7 +8,7 @@ from pathlib import Path
 from gateway.config import Settings
 from gateway.errors import ConfigError, StoreMismatch, StoreUnavailable, TransientError
 from gateway.store.base import Receipt, SqlStore
-from gateway.transport import files
+from gateway.transport import files, modes
 
 MARKER = "store-id"
 
@@ -45,6 +45,11 @@ STORES: dict[str, Callable[[Settings], SqlStore]] = {
 
 def open_store(settings: Settings) -> SqlStore:
     """The store named by ``store.url``, checked to be the one ``var/`` belongs with."""
+    modes.configure(settings.paths.var, settings.paths.gid)
+    try:
+        modes.make_private(settings.paths.var)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot create {settings.paths.var}: {exc.strerror}") from exc
     scheme = settings.store.url.split(":", 1)[0]
     store = STORES[scheme](settings)
     try:
@@ -80,7 +85,7 @@ def check_identity(store: SqlStore, var: Path) -> None:
             "processed."
         )
     try:
-        var.mkdir(parents=True, exist_ok=True)
+        modes.make_private(var)
         files.write_atomic(marker, f"{sid}\n".encode("ascii"))
     except TransientError as exc:
         raise StoreUnavailable(str(exc)) from exc

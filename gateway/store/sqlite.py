@@ -7,6 +7,7 @@ database is :class:`StoreMismatch`. Nothing of ``sqlite3`` leaves this module.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -20,9 +21,11 @@ from typing import Any
 
 from gateway.errors import StoreError, StoreMismatch, StoreUnavailable
 from gateway.store.base import SqlStore, migrate
+from gateway.transport import modes
 
 BUSY_TIMEOUT_SECONDS = 30
 CONNECT_TRIES = 20
+SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside the database file
 
 
 def _converted(exc: sqlite3.Error, path: Path) -> Exception:
@@ -47,7 +50,14 @@ class SqliteStore(SqlStore):
         self._lock = threading.Lock()
         self._work = threading.Lock()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            modes.make_dirs(path.parent)
+            # Created (or made) 0600 before SQLite opens it: its WAL and shared memory files
+            # take the database file's mode.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            for part in (path, *(path.with_name(path.name + s) for s in SIDE_FILES)):
+                if part.exists():
+                    modes.restrict(part)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create {path.parent}: {exc.strerror or exc}") from exc
         self.was_empty = not path.exists() or path.stat().st_size == 0

@@ -49,7 +49,7 @@ from gateway.config import SftpPartner
 from gateway.errors import TransientError
 from gateway.pipeline import safe_name, utc_now
 from gateway.store.exchange import FETCHED, PUBLISHED, Delivery, ExchangeLedger, Take
-from gateway.transport import files
+from gateway.transport import files, modes
 from gateway.transport.sftp import (
     Cancelled,
     RemoteFile,
@@ -311,8 +311,11 @@ class PartnerExchange:
         local_name = safe_name(entry.name)
         temp = self.folder / f".{local_name}.{self._tag}.part"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with temp.open("wb") as fh:
+            modes.make_dirs(self.folder, group_writable=True)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                         modes.file_mode(temp))
+            with os.fdopen(fd, "wb") as fh:
+                modes.restrict_fd(fh.fileno(), temp)
                 transfer = endpoint.fetch(remote, fh)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.errors import OutputLost, StorageUnavailable, Vanished
+from gateway.transport import modes
 
 TEMP_SUFFIXES = (".tmp", ".part", ".filepart", "~")
 
@@ -42,11 +43,19 @@ def fsync_dir(folder: Path) -> None:
 def write_temp(temp: Path, write: Callable[[BinaryIO], None]) -> tuple[int, int]:
     """Write ``temp`` completely and fsync it; returns its (inode, size).
 
-    A failure leaves no file behind.
+    The file is created owner-and-group only (:mod:`gateway.transport.modes`). A failure leaves
+    no file behind.
     """
     try:
-        temp.parent.mkdir(parents=True, exist_ok=True)
-        with temp.open("wb") as fh:
+        modes.make_dirs(temp.parent)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                     modes.file_mode(temp))
+        try:
+            modes.restrict_fd(fd, temp)
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -115,7 +124,7 @@ def write_atomic(final: Path, data: bytes) -> None:
 def move(source: Path, target_dir: Path, name: str | None = None) -> Path:
     """Move a file into ``target_dir`` (as ``name``) durably, never overwriting a file there."""
     try:
-        target_dir.mkdir(parents=True, exist_ok=True)
+        modes.make_dirs(target_dir)
         target = target_dir / (name or source.name)
         stem, suffix = target.stem, target.suffix
         n = 1
@@ -123,6 +132,7 @@ def move(source: Path, target_dir: Path, name: str | None = None) -> Path:
             target = target_dir / f"{stem}.{n}{suffix}"
             n += 1
         os.rename(source, target)
+        modes.restrict(target)
         fsync_dir(target_dir)
         fsync_dir(source.parent)
     except OSError as exc:
@@ -147,6 +157,7 @@ def take(fd: int, source: Path, target: Path, hidden: Path) -> None:
             raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
         _take_by_copy(fd, source, target, hidden)
     try:
+        modes.restrict(target)  # a partner's 0644 is not kept in var/
         fsync_dir(target.parent)
         fsync_dir(source.parent)
     except OSError as exc:

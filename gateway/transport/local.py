@@ -22,6 +22,7 @@ from watchdog.observers.polling import PollingObserver
 
 from gateway import logs
 from gateway.config import CHANNELS
+from gateway.transport import modes
 from gateway.transport.files import is_temporary
 
 log = logs.get("gateway.intake")
@@ -71,7 +72,7 @@ class LocalIntake:
     def start(self) -> None:
         """Create the folders and start watching them."""
         for channel in CHANNELS:
-            (self.inbox / channel).mkdir(parents=True, exist_ok=True)
+            modes.make_dirs(self.inbox / channel, group_writable=True)
         self._observer = PollingObserver(timeout=1) if self._polling else Observer()
         handler = _Hints(self)
         for channel in CHANNELS:
