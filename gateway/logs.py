@@ -29,17 +29,26 @@ ALLOWED_KEYS = frozenset(
     }
 )
 
+# Edges: not a letter or digit (so "_" and "-" in a file name separate, as spaces do in text).
+_L, _R = r"(?<![A-Za-z0-9])", r"(?![A-Za-z0-9])"
+_SEP = r"[\s_.-]?"
 _SCRUB = (
-    re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),                    # e-mail
-    re.compile(r"\b[A-Z]{2}\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]?\b", re.I),  # NINO
-    re.compile(r"\b(?:19|20)\d\d-\d\d-\d\d\b"),                 # dates (of birth)
-    re.compile(r"\+?\d[\d ]{9,}\d"),                             # phone numbers
-    re.compile(r"(?<![\w/])\d{7}(?![\w/])"),                     # GMC numbers
+    re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+"),                                       # e-mail
+    re.compile(_L + r"[A-Z]{2}" + rf"(?:{_SEP}\d\d){{3}}{_SEP}[A-D]?" + _R, re.I),  # NINO
+    re.compile(r"(?<!\d)(?:19|20)\d\d[-_./]?[01]\d[-_./]?[0-3]\d(?!\d)"),       # 1998-06-14
+    re.compile(r"(?<!\d)[0-3]\d[-_./]?[01]\d[-_./]?(?:19|20)\d\d(?!\d)"),       # 14-06-1998
+    re.compile(r"\+?\d[\d ]{9,}\d"),                                              # phone
+    re.compile(r"(?<![A-Za-z0-9/])\d{7}(?![A-Za-z0-9/])"),                        # GMC number
 )
+# Keys whose values are names a partner chose (a file, its remote path): scrubbed like free text.
+_NAMED = ("file", "remote", "path", "ack", "duplicate_of")
 
 
 def scrub(text: str) -> str:
-    """Free text with anything shaped like personal data replaced by ``[redacted]``."""
+    """Text with anything shaped like personal data replaced by ``[redacted]``: e-mail
+    addresses, NINOs, dates (of birth: any date, in the usual orders), phone and GMC numbers.
+    Separators in file names (``_``, ``-``, ``.``) count as word edges, so a file called
+    ``Smith_QQ123456C_19980614.xml`` is logged as ``Smith_[redacted]_[redacted].xml``."""
     for pattern in _SCRUB:
         text = pattern.sub("[redacted]", text)
     return text
@@ -48,13 +57,14 @@ def scrub(text: str) -> str:
 def keep_personal_data_out(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: only allowlisted keys survive; free-text values are scrubbed."""
+    """structlog processor: only allowlisted keys survive; free-text values and the names of
+    partners' files are scrubbed."""
     dropped = [key for key in event if key not in ALLOWED_KEYS]
     for key in dropped:
         del event[key]
     if dropped:
         event["dropped_keys"] = len(dropped)
-    for key in ("error", "reason", "event", "exception"):
+    for key in ("error", "reason", "event", "exception", *_NAMED):
         value = event.get(key)
         if isinstance(value, str):
             event[key] = scrub(value)
