@@ -231,19 +231,24 @@ def schema_errors(path: Path, schema: etree.XMLSchema, max_bytes: int) -> Reject
     )
 
 
-def validation_errors(
-    path: Path, schema: etree.XMLSchema, max_bytes: int
-) -> RejectedFile | None:
-    """Validate the whole tree; every error with its place, or None when the file is valid."""
+def _whole_tree(path: Path, max_bytes: int) -> Any:
+    """The whole document as a tree, parsed as hardened as the stream (only for invalid files)."""
     parser = etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
     )
     parser.resolvers.add(_DenyResolver())
     with open_bounded(path, max_bytes) as src:
-        try:
-            tree = etree.parse(typing.cast(IO[bytes], src), parser)
-        except etree.XMLSyntaxError as exc:
-            return _not_well_formed(exc)
+        return etree.parse(typing.cast(IO[bytes], src), parser)
+
+
+def validation_errors(
+    path: Path, schema: etree.XMLSchema, max_bytes: int
+) -> RejectedFile | None:
+    """Validate the whole tree; every error with its place, or None when the file is valid."""
+    try:
+        tree = _whole_tree(path, max_bytes)
+    except etree.XMLSyntaxError as exc:
+        return _not_well_formed(exc)
     schema.validate(tree)
     lines = _Lines(path, max_bytes)
     errors = []
@@ -263,20 +268,15 @@ def only_routing_codes(
 
     ``fields`` names the record's routing fields: child elements (``DeaneryPostNumber``, whose
     first segment is the code, ``ManagingDeaneryBody``) and attributes (``@vpd``). Every value
-    whose code is not plain is replaced by a plain code, and the file validated again: if it is then
-    valid, each such record is refused by the rules with ``INVALID_ROUTING_CODE`` and the others
-    go on (spec 3.4: a rejected record never stops the others). Root attributes are never
-    patched: a file-level code that is not plain stays ``SCHEMA_INVALID``.
+    whose code is not plain is replaced by a plain code, and the file validated again: if it is
+    then valid, each such record is refused by the rules with ``INVALID_ROUTING_CODE`` and the
+    others go on (spec 3.4: a rejected record never stops the others). Root attributes are
+    never patched: a file-level code that is not plain stays ``SCHEMA_INVALID``.
     """
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False
-    )
-    parser.resolvers.add(_DenyResolver())
-    with open_bounded(path, max_bytes) as src:
-        try:
-            tree = etree.parse(typing.cast(IO[bytes], src), parser)
-        except etree.XMLSyntaxError:
-            return False
+    try:
+        tree = _whole_tree(path, max_bytes)
+    except etree.XMLSyntaxError:
+        return False
     patched = False
     for record in tree.getroot():
         if not isinstance(record.tag, str):
