@@ -25,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.flows import Context, Flow
 from gateway.flows import checks as checks_flow
+from gateway.flows import confirmations as confirmations_flow
 from gateway.flows import persons as persons_flow
 from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
@@ -40,6 +41,7 @@ FLOWS: dict[str, Flow] = {
     "persons": persons_flow.plan,
     "placements": placements_flow.plan,
     "checks": checks_flow.plan,
+    "confirmations": confirmations_flow.plan,
 }
 
 
@@ -331,7 +333,8 @@ def _status_sections(store: Store) -> list[str]:
     """Sections that later flows add to ``status``."""
     from gateway.store.exchange import ExchangeLedger  # noqa: PLC0415
 
-    lines = ["sftp partners:"]
+    lines = _confirmation_lines(store)
+    lines.append("sftp partners:")
     partners = ExchangeLedger(store).partners()
     if not partners:
         lines.append("  (none)")
@@ -343,3 +346,124 @@ def _status_sections(store: Store) -> list[str]:
         if p.last_error:
             lines.append(f"    last error: {p.last_error}")
     return lines
+
+
+def _confirmation_lines(store: Store) -> list[str]:
+    """Loads awaiting ESR's confirmation (R6), failed applicants (R3), and what ``resend``
+    would send (R7): ids and codes only."""
+    awaiting = store.loads_awaiting()
+    raised = store.unconfirmed_raised()
+    lines = [f"loads awaiting confirmation: {len(awaiting)}"]
+    for load in awaiting:
+        late = "  LOAD_UNCONFIRMED raised" if (load.vpd, load.name) in raised else ""
+        lines.append(f"  {load.vpd:5} {load.name}  written {load.written_at}  "
+                     f"{len(load.records)} unconfirmed{late}")
+    failed = store.failed_applicants()
+    lines.append(f"failed applicants: {len(failed)}")
+    for pid, vpd, action, load_file in failed:
+        lines.append(f"  {pid:20} {vpd:5} {action:8} in {load_file}")
+    kept = store.kept()
+    lines.append(f"resend would send: {len(kept)}")
+    for k in kept:
+        why = "failed by ESR" if k.cause == "failed" else f"rejected {k.reason}"
+        lines.append(f"  {k.placement.placement_id:20} {k.vpd or '-':5} {why}")
+    return lines
+
+
+@main.command()
+@_config_option
+@_as_of_option
+@click.option("--placement", "placement_id", default=None,
+              help="The placement to re-send (one ESR failed or the rules rejected).")
+@click.option("--all-failed", is_flag=True,
+              help="Re-send every placement ESR failed or the rules rejected.")
+@click.option("--vpd", default=None,
+              help="Only placements of this VPD (the one that failed or rejected them, or one "
+                   "where their DPN is on a position now).")
+def resend(config_path: Path | None, as_of: datetime | None, placement_id: str | None,
+           all_failed: bool, vpd: str | None) -> None:
+    """Re-send placements that ESR failed or the rules rejected (R7), every rule applied
+    afresh as of the day; TIS need not send them again.
+
+    Writes the ESR loads, MSO notifications (RESENT for each one sent) and the acknowledgement
+    outbox/reports/acks/resend-<date>-<n>.ack.xml, and prints each placement's outcome. Exit 0:
+    sent or refused by a rule (the acknowledgement says which); 1: nothing to re-send (an
+    unknown id, or one neither failed nor rejected); 2: usage.
+    """
+    from gateway.redo import resend as resend_kept  # noqa: PLC0415
+
+    if (placement_id is None) == (not all_failed):
+        click.echo("error: give either --placement ID or --all-failed", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = _settings(config_path)
+    day = _day(as_of)
+    with _pipeline(settings) as pipeline, pipeline.holding():
+        try:
+            for receipt in pipeline.recover():
+                pipeline.process(receipt, day)
+            done = resend_kept(pipeline, day, placement_id, vpd)
+        except (TransientError, OutputLost) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_REJECTED)
+    if done is None:
+        what = f"placement {placement_id}" if placement_id else "any placement"
+        scope = f" in VPD {vpd}" if vpd else ""
+        click.echo(f"nothing to re-send: {what}{scope} is not one ESR failed or the rules "
+                   "rejected", err=True)
+        sys.exit(EXIT_REJECTED)
+    for o in done.plan.outcomes:
+        reason = f" {o.reason}" if o.reason else ""
+        click.echo(f"{o.record_id}: {o.result.value}{reason}: {o.text}")
+    click.echo(f"acknowledgement: {done.ack.path}")
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@_config_option
+@_as_of_option
+@click.option("--all", "everything", is_flag=True, help="Every file in var/quarantine/.")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+def requeue(config_path: Path | None, as_of: datetime | None, everything: bool,
+            files: tuple[Path, ...]) -> None:
+    """Take quarantined FILES (names or paths in var/quarantine/, corrected in place or not)
+    through the pipeline again, in the order given; the ledger links each new receipt to the
+    one that quarantined the file. Exit as ``process``: 0 all processed, 1 a file rejected
+    whole again, 2 usage (a FILE not in var/quarantine/, or neither FILES nor --all).
+    """
+    from gateway.redo import quarantined_name  # noqa: PLC0415
+    from gateway.redo import requeue as requeue_file
+
+    if bool(files) == everything:
+        click.echo("error: give FILE… or --all", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = _settings(config_path)
+    quarantine = settings.paths.quarantine
+    if everything:
+        names = sorted(p.name for p in quarantine.glob("*")
+                       if p.is_file() and not p.name.startswith(".")) if (
+            quarantine.is_dir()) else []
+    else:
+        found = [quarantined_name(f, quarantine) for f in files]
+        missing = [str(f) for f, name in zip(files, found, strict=True) if name is None]
+        if missing:
+            click.echo(f"error: not in {quarantine}: {', '.join(missing)}", err=True)
+            sys.exit(EXIT_USAGE)
+        names = [name for name in found if name is not None]
+    day = _day(as_of)
+    worst = EXIT_OK
+    with _pipeline(settings) as pipeline, pipeline.holding():
+        try:
+            for receipt in pipeline.recover():
+                pipeline.process(receipt, day)
+            for name in names:
+                channel = _channel_of(quarantine / name, settings, pipeline)
+                receipt = requeue_file(pipeline, name, channel)
+                status = pipeline.process(receipt, day)
+                click.echo(f"{name}: {status} ({settings.paths.acks / receipt.ack_name})")
+                if status == "rejected":
+                    worst = EXIT_REJECTED
+        except (TransientError, OutputLost) as exc:
+            click.echo(f"error: {exc}", err=True)
+            worst = EXIT_REJECTED
+    click.echo(f"{len(names)} file(s) requeued")
+    sys.exit(worst)

@@ -136,7 +136,7 @@ def plan(document: PlacementFile, ctx: Context) -> Plan:
     outputs = load_outputs(ctx, decision.records, name, source, sha)
     outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
-    result.changes.append(partial(_remember, decision, ctx, source, sha, loads,
+    result.changes.append(partial(remember, decision, ctx, source, sha, loads,
                                   document.placements))
     return result
 
@@ -183,7 +183,7 @@ def load_outputs(
     return outputs
 
 
-def _remember(
+def remember(
     decision: PlacementDecision,
     ctx: Context,
     source: str,
@@ -247,5 +247,5 @@ def release_plan(ctx: Context) -> Plan:
         loads += split_loads(records, name_, source)
     outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
-    result.changes.append(partial(_remember, decision, ctx, "released", "0" * 64, loads, due))
+    result.changes.append(partial(remember, decision, ctx, "released", "0" * 64, loads, due))
     return result

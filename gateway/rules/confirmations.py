@@ -207,22 +207,20 @@ def _load_failed(
 
 def overdue(
     loads: Iterable[LoadFile], at: datetime, hours: int, raised: Iterable[tuple[str, str]]
-) -> list[Notice]:
-    """R6: one LOAD_UNCONFIRMED per load file with records unconfirmed ``hours`` after it was
-    written (``loads`` carry their unconfirmed records), except those already raised."""
+) -> list[LoadFile]:
+    """R6: the load files with records unconfirmed ``hours`` after they were written (``loads``
+    carry their unconfirmed records), except those already raised."""
     done = set(raised)
-    notices = []
-    for load in loads:
-        written = datetime.fromisoformat(load.written_at)
-        if (load.vpd, load.name) in done or not load.unconfirmed:
-            continue
-        if at - written < timedelta(hours=hours):
-            continue
-        notices.append(_unconfirmed(load, hours))
-    return notices
+    return [
+        load for load in loads
+        if (load.vpd, load.name) not in done
+        and load.unconfirmed
+        and at - datetime.fromisoformat(load.written_at) >= timedelta(hours=hours)
+    ]
 
 
-def _unconfirmed(load: LoadFile, hours: int) -> Notice:
+def unconfirmed_notice(load: LoadFile, hours: int) -> Notice:
+    """R6: LOAD_UNCONFIRMED for one load file, naming the placements still unconfirmed."""
     ids = sorted({r.placement_id for r in load.unconfirmed})
     shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
     return Notice(
@@ -232,5 +230,4 @@ def _unconfirmed(load: LoadFile, hours: int) -> Notice:
         f"{load.written_at}) after {hours} hours: placements {shown}. ESR may have quarantined "
         "the file or never received it: check in ESR, then re-send (dit-gateway resend) or hire "
         "directly.",
-        old_value=load.name,
     )
