@@ -431,7 +431,7 @@ def requeue(config_path: Path | None, as_of: datetime | None, everything: bool,
     whole again, 2 usage (a FILE not in var/quarantine/, or neither FILES nor --all).
     """
     from gateway.redo import quarantined_name  # noqa: PLC0415
-    from gateway.redo import requeue as requeue_file
+    from gateway.redo import requeue as requeue_file  # noqa: PLC0415
 
     if bool(files) == everything:
         click.echo("error: give FILE… or --all", err=True)
