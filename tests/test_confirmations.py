@@ -163,7 +163,8 @@ def test_confirmations_end_to_end(tmp_path: Path, store_url: str) -> None:
     load = setup_day_one(cli)
     status = cli.ok("status")
     assert "loads awaiting confirmation: 1" in status
-    assert f"RGT   {load}" in status and "3 unconfirmed" in status
+    assert f"RGT   {load}" in status
+    assert "3 unconfirmed" in status
 
     text = b.confirmations("RGT", load, [
         b.confirmation("P1", number="APP-1", assignment_id="AS-1"),
@@ -192,7 +193,8 @@ def test_confirmations_end_to_end(tmp_path: Path, store_url: str) -> None:
     assert esr_state(tmp_path, "P3") == ("in ESR", "APP-3", "AS-3", None)
     status = cli.ok("status")
     assert "loads awaiting confirmation: 0" in status
-    assert "failed applicants: 1" in status and "P2" in status
+    assert "failed applicants: 1" in status
+    assert "P2" in status
     assert "resend would send: 3" in status  # P2 failed; P5, P6 rejected
 
     # The same bytes again: a duplicate file, nothing changes.
@@ -225,7 +227,8 @@ def test_confirmations_end_to_end(tmp_path: Path, store_url: str) -> None:
     assert applicants(cli.one("esr/RGT/applicants-tis-2-*.xml")) == [("P2", "create")]
     assert esr_state(tmp_path, "P2") == ("sent", None, None, None)
     status = cli.ok("status")
-    assert "failed applicants: 0" in status and "resend would send: 2" in status
+    assert "failed applicants: 0" in status
+    assert "resend would send: 2" in status
 
     assert assert_all_valid(tmp_path / "outbox") > 10
     cli.assert_no_personal_data_logged()
@@ -271,7 +274,8 @@ def test_resend_after_the_cause_is_fixed(tmp_path: Path, store_url: str) -> None
     assert "UNKNOWN_DPN" in next(t for kind, _p, t in sent if kind == "RESENT")
 
     again = cli("resend", "--placement", "P5", "--as-of", "2027-05-04")
-    assert again.returncode == 1 and "nothing to re-send" in again.stderr
+    assert again.returncode == 1
+    assert "nothing to re-send" in again.stderr
     unknown = cli("resend", "--placement", "NOPE", "--as-of", "2027-05-04")
     assert unknown.returncode == 1
     assert cli("resend", "--as-of", "2027-05-04").returncode == 2
@@ -320,14 +324,16 @@ def test_r6_one_load_unconfirmed_for_the_split_file_only_once(tmp_path: Path) ->
     cli.ok("tick", "--as-of", "2027-05-04")  # 48 hours at least
     raised = notices(cli.out("reports/RGT/notifications-unconfirmed-*.xml"))
     assert [kind for kind, _p, _t in raised] == ["LOAD_UNCONFIRMED"]
-    assert second.name in raised[0][2] and first.name not in raised[0][2]
+    assert second.name in raised[0][2]
+    assert first.name not in raised[0][2]
     assert "5 record(s)" in raised[0][2]
     cli.ok("tick", "--as-of", "2027-05-05")
     cli.ok("tick", "--as-of", "2027-05-06")
     assert len(cli.out("reports/RGT/notifications-unconfirmed-*.xml")) == 1
     status = cli.ok("status")
     assert "loads awaiting confirmation: 1" in status
-    assert f"{second.name}" in status and "LOAD_UNCONFIRMED raised" in status
+    assert f"{second.name}" in status
+    assert "LOAD_UNCONFIRMED raised" in status
 
 
 @pytest.mark.parametrize("crash", ["outputs-written:1", "committed:1", "published:1"])
