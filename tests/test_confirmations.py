@@ -382,3 +382,56 @@ def test_sigkill_during_a_confirmation_file_loses_nothing(tmp_path: Path, crash:
     assert esr_state(tmp_path, "P2") == ("failed", None, None, ESR_SAYS)
     assert [p for p in tmp_path.joinpath("outbox").rglob(".*") if p.is_file()] == []
     cli.assert_no_personal_data_logged()
+
+
+def test_requeue_takes_a_quarantined_file_through_the_pipeline_again(
+    tmp_path: Path, store_url: str
+) -> None:
+    """requeue: a quarantined file corrected in place is processed, one left as it was is
+    rejected again (not a duplicate: only processed content counts); the ledger links each new
+    receipt to the one that quarantined the file; a file not in the quarantine is usage."""
+    cli = Cli(tmp_path, store_url)
+    cli.process("2027-05-01", "pos.xml", b.positions("RGT", [b.position(1, "1001", dpn=DPN_A)]))
+    good = b.placements([b.placement("P1", dpn=DPN_A, start="2027-06-01", end="2027-12-01")])
+    broken = good.replace("2027-12-01", "2027-13-01")
+    for name in ("bad.xml", "worse.xml"):
+        path = tmp_path / "drop" / name
+        path.write_text(broken)
+        assert cli("process", "--as-of", "2027-05-01", str(path)).returncode == 1
+    quarantine = tmp_path / "var" / "quarantine"
+    assert sorted(p.name for p in quarantine.iterdir()) == ["bad.xml", "worse.xml"]
+
+    (quarantine / "bad.xml").write_text(good)  # the operator corrects it in place
+    out = cli.ok("requeue", "--as-of", "2027-05-02", str(quarantine / "bad.xml"))
+    assert "bad.xml: processed" in out
+    acks = sorted(p.name for p in cli.out("reports/acks/bad*.ack.xml"))
+    assert len(acks) == 2
+    new_ack = next(a for a in acks if a != "bad.ack.xml")
+    assert outcomes(cli.one(f"reports/acks/{new_ack}")) == [("P1", "loaded", None)]
+    assert applicants(cli.one("esr/RGT/applicants-bad-*.xml")) == [("P1", "create")]
+    assert sorted(p.name for p in quarantine.iterdir()) == ["worse.xml"]
+
+    again = cli("requeue", "--all", "--as-of", "2027-05-02")
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert "worse.xml: rejected" in again.stdout
+    assert sorted(p.name for p in quarantine.iterdir()) == ["worse.xml"]
+
+    assert cli("requeue", "--as-of", "2027-05-02", "nothere.xml").returncode == 2
+    assert cli("requeue", str(tmp_path / "drop" / "bad.xml")).returncode == 2
+    assert cli("requeue").returncode == 2
+
+    store = open_store(config.load(tmp_path / "gateway.toml"))
+    try:
+        receipts = {name: [] for name in ("bad.xml", "worse.xml")}  # type: dict[str, list[int]]
+        for rid, name, _status, _ack in store.receipts_since(0):
+            if name in receipts:
+                receipts[name].append(rid)
+        links = {name: [store.requeued_from(rid) for rid in ids]
+                 for name, ids in receipts.items()}
+        statuses = [s for _r, n, s, _a in store.receipts_since(0) if n == "worse.xml"]
+    finally:
+        store.close()
+    assert links["bad.xml"] == [None, receipts["bad.xml"][0]]
+    assert links["worse.xml"] == [None, receipts["worse.xml"][0]]
+    assert statuses == ["rejected", "rejected"]
+    cli.assert_no_personal_data_logged()
