@@ -334,6 +334,7 @@ def test_r6_one_load_unconfirmed_for_the_split_file_only_once(tmp_path: Path) ->
     assert "loads awaiting confirmation: 1" in status
     assert f"{second.name}" in status
     assert "LOAD_UNCONFIRMED raised" in status
+    cli.assert_no_personal_data_logged()
 
 
 @pytest.mark.parametrize("crash", ["outputs-written:1", "committed:1", "published:1"])
