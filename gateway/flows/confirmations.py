@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import partial
 from typing import BinaryIO
 
+from gateway.codes import is_code
 from gateway.flows import Context, Output, Plan, notification_outputs
 from gateway.models import LoadConfirmation, SentApplicant
 from gateway.rules import confirmations as rules
@@ -34,7 +35,9 @@ def view_of(store: ConfirmationState, document: LoadConfirmation) -> rules.LoadV
     deaneries = {}
     for record in records:
         for vpd, position in positions.get(record.dpn, ()):
-            if vpd == document.vpd and position.position_number == record.position_number:
+            if vpd == document.vpd and position.position_number == record.position_number and (
+                is_code(deanery_of(position))
+            ):
                 deaneries[record.placement_id] = deanery_of(position)
     return rules.LoadView(load, register, deaneries)
 
