@@ -299,9 +299,11 @@ def validate(config_path: Path | None, files: tuple[Path, ...]) -> None:
 
 @main.command()
 @_config_option
-def status(config_path: Path | None) -> None:
-    """Show what the ledger holds: files by channel and result, deferred placements, and the
-    last extract per VPD."""
+@_as_of_option
+def status(config_path: Path | None, as_of: datetime | None) -> None:
+    """Show what the ledger holds: files by channel and result, deferred placements, loads
+    awaiting ESR's confirmation, failed applicants, what resend would send (the rules applied
+    as of --as-of, nothing written), and the last extract per VPD."""
     settings = _settings(config_path)
     with _pipeline(settings) as pipeline:
         store = pipeline.store
@@ -318,6 +320,8 @@ def status(config_path: Path | None) -> None:
         click.echo(f"held placements (A3): {len(held)}")
         for placement_id, due, source in held:
             click.echo(f"  {placement_id:20} due {due}  from {source}")
+        for line in _confirmation_lines(store, settings, _day(as_of)):
+            click.echo(line)
         for line in _status_sections(store):
             click.echo(line)
         click.echo("last extracts:")
@@ -333,8 +337,7 @@ def _status_sections(store: Store) -> list[str]:
     """Sections that later flows add to ``status``."""
     from gateway.store.exchange import ExchangeLedger  # noqa: PLC0415
 
-    lines = _confirmation_lines(store)
-    lines.append("sftp partners:")
+    lines = ["sftp partners:"]
     partners = ExchangeLedger(store).partners()
     if not partners:
         lines.append("  (none)")
@@ -348,9 +351,13 @@ def _status_sections(store: Store) -> list[str]:
     return lines
 
 
-def _confirmation_lines(store: Store) -> list[str]:
+def _confirmation_lines(
+    store: Store, settings: config_module.Settings, as_of: date
+) -> list[str]:
     """Loads awaiting ESR's confirmation (R6), failed applicants (R3), and what ``resend``
-    would send (R7): ids and codes only."""
+    would send today (R7, the rules applied without committing anything): ids and codes only."""
+    from gateway.flows.resend import preview  # noqa: PLC0415
+
     awaiting = store.loads_awaiting()
     raised = store.unconfirmed_raised()
     lines = [f"loads awaiting confirmation: {len(awaiting)}"]
@@ -364,9 +371,10 @@ def _confirmation_lines(store: Store) -> list[str]:
         lines.append(f"  {pid:20} {vpd:5} {action:8} in {load_file}")
     kept = store.kept()
     lines.append(f"resend would send: {len(kept)}")
-    for k in kept:
+    for k, outcome in zip(kept, preview(store, settings, kept, as_of), strict=True):
         why = "failed by ESR" if k.cause == "failed" else f"rejected {k.reason}"
-        lines.append(f"  {k.placement.placement_id:20} {k.vpd or '-':5} {why}")
+        now = outcome.result.value + (f" {outcome.reason}" if outcome.reason else "")
+        lines.append(f"  {k.placement.placement_id:20} {k.vpd or '-':5} {why}; {as_of}: {now}")
     return lines
 
 

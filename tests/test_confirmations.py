@@ -191,11 +191,13 @@ def test_confirmations_end_to_end(tmp_path: Path, store_url: str) -> None:
     assert esr_state(tmp_path, "P1") == ("in ESR", "APP-1", "AS-1", None)
     assert esr_state(tmp_path, "P2") == ("failed", None, None, ESR_SAYS)
     assert esr_state(tmp_path, "P3") == ("in ESR", "APP-3", "AS-3", None)
-    status = cli.ok("status")
+    status = cli.ok("status", "--as-of", "2027-05-02")
     assert "loads awaiting confirmation: 0" in status
     assert "failed applicants: 1" in status
     assert "P2" in status
     assert "resend would send: 3" in status  # P2 failed; P5, P6 rejected
+    assert "failed by ESR; 2027-05-02: loaded" in status  # P2 would be created again (R4)
+    assert "rejected UNKNOWN_DPN; 2027-05-02: rejected UNKNOWN_DPN" in status  # P5, P6
 
     # The same bytes again: a duplicate file, nothing changes.
     cli.process("2027-05-02", "conf-1-again.xml", text)

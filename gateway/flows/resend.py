@@ -13,12 +13,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from functools import partial
 
+from gateway.config import Settings
 from gateway.flows import Context, Output, Plan, notification_outputs
 from gateway.flows.placements import PrefetchedView, load_outputs, remember, split_loads
-from gateway.models import Kept, Notice, NoticeType, Result, Totals
+from gateway.models import Kept, Notice, NoticeType, Outcome, Result, Totals
 from gateway.rules.placements import PlacementDecision, decide
+from gateway.store.interfaces import PlacementState
 from gateway.xml import writers
 
 UPSERT = "upsert"
@@ -91,3 +94,12 @@ def _resent(decision: PlacementDecision, kept: dict[str, Kept]) -> list[Notice]:
             reason=was.reason,
         ))
     return notices
+
+
+def preview(
+    store: PlacementState, settings: Settings, kept: Sequence[Kept], as_of: date
+) -> list[Outcome]:
+    """What a re-send of ``kept`` would do as of ``as_of``: one outcome each, nothing written."""
+    placements = [replace(k.placement, action=UPSERT, line=None) for k in kept]
+    decision = decide(placements, PrefetchedView.of(store, placements), as_of, settings.rules)
+    return decision.outcomes
