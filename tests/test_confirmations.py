@@ -438,3 +438,27 @@ def test_requeue_takes_a_quarantined_file_through_the_pipeline_again(
     assert links["worse.xml"] == [None, receipts["worse.xml"][0]]
     assert statuses == ["rejected", "rejected"]
     cli.assert_no_personal_data_logged()
+
+
+def test_requeue_after_a_fault_was_cleared(tmp_path: Path) -> None:
+    """requeue: a file quarantined PROCESSING_FAILED (it killed the process more often than
+    retry_limit allows) goes through unchanged once the fault is gone, and is processed."""
+    cli = Cli(tmp_path, extra="retry_limit = 1\n")
+    cli.process("2027-05-01", "pos.xml", b.positions("RGT", [b.position(1, "1001", dpn=DPN_A)]))
+    path = tmp_path / "drop" / "tis.xml"
+    path.write_text(b.placements([
+        b.placement("P1", dpn=DPN_A, start="2027-06-01", end="2027-12-01", person=ALEX)]))
+    killed = cli("process", "--as-of", "2027-05-01", str(path), crash="attempt-started:1")
+    assert killed.returncode == -signal.SIGKILL
+    other = tmp_path / "drop" / "other.xml"
+    other.write_text(b.positions("R1K", [b.position(9, "9001", dpn="EOE/R1K00/009/FY1/001")]))
+    cli.ok("process", "--as-of", "2027-05-01", str(other))  # recovery gives the first one up
+    ack = assert_valid(cli.one("reports/acks/tis.ack.xml"))
+    assert ack.get("status") == "rejected"
+    assert ack.find(f"{ACK}Error").get("code") == "PROCESSING_FAILED"  # type: ignore[union-attr]
+
+    out = cli.ok("requeue", "--all", "--as-of", "2027-05-01")
+    assert "tis.xml: processed" in out
+    assert not list((tmp_path / "var" / "quarantine").iterdir())
+    assert applicants(cli.one("esr/RGT/applicants-tis-*.xml")) == [("P1", "create")]
+    cli.assert_no_personal_data_logged()
