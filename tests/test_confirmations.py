@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from gateway import config
 from gateway.store import open_store
 from tests import builders as b
 from tests.conftest import write_config
+from tests.daemon import DaemonProcess, wait_until
 from tests.xsdcheck import assert_all_valid, assert_valid
 
 ACK = "{urn:dit-gateway:ack:1}"
@@ -462,3 +464,35 @@ def test_requeue_after_a_fault_was_cleared(tmp_path: Path) -> None:
     assert not list((tmp_path / "var" / "quarantine").iterdir())
     assert applicants(cli.one("esr/RGT/applicants-tis-*.xml")) == [("P1", "create")]
     cli.assert_no_personal_data_logged()
+
+
+def test_the_daemon_takes_a_confirmation_from_inbox_esr(daemon: DaemonProcess) -> None:
+    """A load confirmation dropped into inbox/esr is told from the extracts by its root
+    element and processed by the daemon: TIS told, the MSO warned, nothing personal logged."""
+    root = daemon.root
+    cli = Cli(root)
+    today = date.today()
+    start, end = today + timedelta(days=30), today + timedelta(days=200)
+    cli.process(today.isoformat(), "pos.xml", b.positions("RGT", [
+        b.position(1, "1001", dpn=DPN_A)]))
+    cli.process(today.isoformat(), "tis.xml", b.placements([
+        b.placement("P1", dpn=DPN_A, start=start.isoformat(), end=end.isoformat(),
+                    person=SAM)]))
+    load = cli.one("esr/RGT/applicants-tis-*.xml").name
+    inbox = root / "inbox" / "esr"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "apc.xml").write_text(b.confirmations("RGT", load, [
+        b.confirmation("P1", "FAIL", message_type="ERROR", message=ESR_SAYS)]))
+    daemon.start()
+    wait_until(lambda: bool(cli.out("tis/EOE/confirmations-RGT-apc-*.xml")),
+               what="the TIS confirmation")
+    assert daemon.terminate() == 0
+    assert tis_rows(cli.one("tis/EOE/confirmations-RGT-apc-*.xml")) == [
+        ("P1", "FAILED", None, ESR_SAYS)]
+    assert [(k, p) for k, p, _t in notices(cli.out("reports/RGT/notifications-apc-*.xml"))
+            ] == [("LOAD_FAILED", "P1")]
+    logged = "\n".join(str(e) for e in daemon.logs())
+    assert any(e.get("event") == "file.processed" and e.get("file") == "apc.xml"
+               for e in daemon.logs())
+    for secret in PERSONAL:
+        assert secret not in logged, f"personal data in logs: {secret}"
