@@ -216,8 +216,10 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
 @_config_option
 @_as_of_option
 def tick(config_path: Path | None, as_of: datetime | None) -> None:
-    """Run the scheduled jobs once, now: the weekly duplicate-position report, and the
-    release of deferred placements that are now due."""
+    """Run the scheduled jobs once, now: the weekly duplicate-position report, the
+    release of deferred placements that are now due, and LOAD_UNCONFIRMED for applicant loads
+    ESR has not wholly confirmed after [rules] confirm_hours (hours counted to the run's time:
+    now when --as-of is today, else that day at the current time of day)."""
     from gateway.jobs import run_jobs  # noqa: PLC0415
 
     settings = _settings(config_path)
