@@ -25,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.flows import Context, Flow
 from gateway.flows import checks as checks_flow
+from gateway.flows import confirmations as confirmations_flow
 from gateway.flows import persons as persons_flow
 from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
@@ -40,6 +41,7 @@ FLOWS: dict[str, Flow] = {
     "persons": persons_flow.plan,
     "placements": placements_flow.plan,
     "checks": checks_flow.plan,
+    "confirmations": confirmations_flow.plan,
 }
 
 
@@ -214,8 +216,10 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
 @_config_option
 @_as_of_option
 def tick(config_path: Path | None, as_of: datetime | None) -> None:
-    """Run the scheduled jobs once, now: the weekly duplicate-position report, and the
-    release of deferred placements that are now due."""
+    """Run the scheduled jobs once, now: the weekly duplicate-position report, the
+    release of deferred placements that are now due, and LOAD_UNCONFIRMED for applicant loads
+    ESR has not wholly confirmed after [rules] confirm_hours (hours counted to the run's time:
+    now when --as-of is today, else that day at the current time of day)."""
     from gateway.jobs import run_jobs  # noqa: PLC0415
 
     settings = _settings(config_path)
@@ -297,9 +301,11 @@ def validate(config_path: Path | None, files: tuple[Path, ...]) -> None:
 
 @main.command()
 @_config_option
-def status(config_path: Path | None) -> None:
-    """Show what the ledger holds: files by channel and result, deferred placements, and the
-    last extract per VPD."""
+@_as_of_option
+def status(config_path: Path | None, as_of: datetime | None) -> None:
+    """Show what the ledger holds: files by channel and result, deferred placements, loads
+    awaiting ESR's confirmation, failed applicants, what resend would send (the rules applied
+    as of --as-of, nothing written), and the last extract per VPD."""
     settings = _settings(config_path)
     with _pipeline(settings) as pipeline:
         store = pipeline.store
@@ -316,6 +322,8 @@ def status(config_path: Path | None) -> None:
         click.echo(f"held placements (A3): {len(held)}")
         for placement_id, due, source in held:
             click.echo(f"  {placement_id:20} due {due}  from {source}")
+        for line in _confirmation_lines(store, settings, _day(as_of)):
+            click.echo(line)
         for line in _status_sections(store):
             click.echo(line)
         click.echo("last extracts:")
@@ -343,3 +351,129 @@ def _status_sections(store: Store) -> list[str]:
         if p.last_error:
             lines.append(f"    last error: {p.last_error}")
     return lines
+
+
+def _confirmation_lines(
+    store: Store, settings: config_module.Settings, as_of: date
+) -> list[str]:
+    """Loads awaiting ESR's confirmation (R6), failed applicants (R3), and what ``resend``
+    would send today (R7, the rules applied without committing anything): ids and codes only."""
+    from gateway.flows.resend import preview  # noqa: PLC0415
+
+    awaiting = store.loads_awaiting()
+    raised = store.unconfirmed_raised()
+    lines = [f"loads awaiting confirmation: {len(awaiting)}"]
+    for load in awaiting:
+        late = "  LOAD_UNCONFIRMED raised" if (load.vpd, load.name) in raised else ""
+        lines.append(f"  {load.vpd:5} {load.name}  written {load.written_at}  "
+                     f"{len(load.records)} unconfirmed{late}")
+    failed = store.failed_applicants()
+    lines.append(f"failed applicants: {len(failed)}")
+    for pid, vpd, action, load_file in failed:
+        lines.append(f"  {pid:20} {vpd:5} {action:8} in {load_file}")
+    kept = store.kept()
+    lines.append(f"resend would send: {len(kept)}")
+    for k, outcome in zip(kept, preview(store, settings, kept, as_of), strict=True):
+        why = "failed by ESR" if k.cause == "failed" else f"rejected {k.reason}"
+        now = outcome.result.value + (f" {outcome.reason}" if outcome.reason else "")
+        lines.append(f"  {k.placement.placement_id:20} {k.vpd or '-':5} {why}; {as_of}: {now}")
+    return lines
+
+
+@main.command()
+@_config_option
+@_as_of_option
+@click.option("--placement", "placement_id", default=None,
+              help="The placement to re-send (one ESR failed or the rules rejected).")
+@click.option("--all-failed", is_flag=True,
+              help="Re-send every placement ESR failed or the rules rejected.")
+@click.option("--vpd", default=None,
+              help="Only placements of this VPD (the one that failed or rejected them, or one "
+                   "where their DPN is on a position now).")
+def resend(config_path: Path | None, as_of: datetime | None, placement_id: str | None,
+           all_failed: bool, vpd: str | None) -> None:
+    """Re-send placements that ESR failed or the rules rejected (R7), every rule applied
+    afresh as of the day; TIS need not send them again.
+
+    Writes the ESR loads, MSO notifications (RESENT for each one sent) and the acknowledgement
+    outbox/reports/acks/resend-<date>-<n>.ack.xml, and prints each placement's outcome. Exit 0:
+    sent or refused by a rule (the acknowledgement says which); 1: nothing to re-send (an
+    unknown id, or one neither failed nor rejected); 2: usage.
+    """
+    from gateway.redo import resend as resend_kept  # noqa: PLC0415
+
+    if (placement_id is None) == (not all_failed):
+        click.echo("error: give either --placement ID or --all-failed", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = _settings(config_path)
+    day = _day(as_of)
+    with _pipeline(settings) as pipeline, pipeline.holding():
+        try:
+            for receipt in pipeline.recover():
+                pipeline.process(receipt, day)
+            done = resend_kept(pipeline, day, placement_id, vpd)
+        except (TransientError, OutputLost) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_REJECTED)
+    if done is None:
+        what = f"placement {placement_id}" if placement_id else "any placement"
+        scope = f" in VPD {vpd}" if vpd else ""
+        click.echo(f"nothing to re-send: {what}{scope} is not one ESR failed or the rules "
+                   "rejected", err=True)
+        sys.exit(EXIT_REJECTED)
+    for o in done.plan.outcomes:
+        reason = f" {o.reason}" if o.reason else ""
+        click.echo(f"{o.record_id}: {o.result.value}{reason}: {o.text}")
+    click.echo(f"acknowledgement: {done.ack.path}")
+    sys.exit(EXIT_OK)
+
+
+@main.command()
+@_config_option
+@_as_of_option
+@click.option("--all", "everything", is_flag=True, help="Every file in var/quarantine/.")
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+def requeue(config_path: Path | None, as_of: datetime | None, everything: bool,
+            files: tuple[Path, ...]) -> None:
+    """Take quarantined FILES (names or paths in var/quarantine/, corrected in place or not)
+    through the pipeline again, in the order given; the ledger links each new receipt to the
+    one that quarantined the file. Exit as ``process``: 0 all processed, 1 a file rejected
+    whole again, 2 usage (a FILE not in var/quarantine/, or neither FILES nor --all).
+    """
+    from gateway.redo import quarantined_name  # noqa: PLC0415
+    from gateway.redo import requeue as requeue_file  # noqa: PLC0415
+
+    if bool(files) == everything:
+        click.echo("error: give FILE… or --all", err=True)
+        sys.exit(EXIT_USAGE)
+    settings = _settings(config_path)
+    quarantine = settings.paths.quarantine
+    if everything:
+        names = sorted(p.name for p in quarantine.glob("*")
+                       if p.is_file() and not p.name.startswith(".")) if (
+            quarantine.is_dir()) else []
+    else:
+        found = [quarantined_name(f, quarantine) for f in files]
+        missing = [str(f) for f, name in zip(files, found, strict=True) if name is None]
+        if missing:
+            click.echo(f"error: not in {quarantine}: {', '.join(missing)}", err=True)
+            sys.exit(EXIT_USAGE)
+        names = [name for name in found if name is not None]
+    day = _day(as_of)
+    worst = EXIT_OK
+    with _pipeline(settings) as pipeline, pipeline.holding():
+        try:
+            for receipt in pipeline.recover():
+                pipeline.process(receipt, day)
+            for name in names:
+                channel = _channel_of(quarantine / name, settings, pipeline)
+                receipt = requeue_file(pipeline, name, channel)
+                status = pipeline.process(receipt, day)
+                click.echo(f"{name}: {status} ({settings.paths.acks / receipt.ack_name})")
+                if status == "rejected":
+                    worst = EXIT_REJECTED
+        except (TransientError, OutputLost) as exc:
+            click.echo(f"error: {exc}", err=True)
+            worst = EXIT_REJECTED
+    click.echo(f"{len(names)} file(s) requeued")
+    sys.exit(worst)

@@ -95,6 +95,7 @@ class Rules:
     las_occupation_codes: tuple[str, ...] = ()
     out_of_scope_grades: tuple[str, ...] = ("GPST1", "GPST2", "GPST3", "GPST4")
     duplicate_report_weekday: str = "monday"
+    confirm_hours: int = 48  # R6: a load not wholly confirmed after this raises LOAD_UNCONFIRMED
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +260,7 @@ def _check(settings: Settings) -> None:
         "store.lease_seconds": settings.store.lease_seconds > 0,
         "rules.window_days": settings.rules.window_days >= 0,
         "rules.cutoff_days": settings.rules.cutoff_days >= 0,
+        "rules.confirm_hours": settings.rules.confirm_hours >= 1,
     }
     for key, ok in positive.items():
         if not ok:

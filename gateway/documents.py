@@ -10,6 +10,7 @@ from typing import Any
 from gateway.models import (
     Channel,
     CheckFile,
+    LoadConfirmation,
     PersonExtract,
     PlacementFile,
     PositionExtract,
@@ -51,6 +52,10 @@ def _checks(attrs: dict[str, str], records: tuple[Any, ...]) -> CheckFile:
     return CheckFile(attrs["trust"], attrs["createdAt"], records)
 
 
+def _confirmations(attrs: dict[str, str], records: tuple[Any, ...]) -> LoadConfirmation:
+    return LoadConfirmation(attrs["vpd"], attrs["loadFile"], attrs["processedAt"], records)
+
+
 KINDS: tuple[DocumentKind, ...] = (
     DocumentKind(
         "positions", Channel.ESR, "urn:dit-gateway:esr:positions:1", "PositionExtract",
@@ -70,6 +75,11 @@ KINDS: tuple[DocumentKind, ...] = (
         "checks", Channel.TRAC, "urn:dit-gateway:trac:checks:1", "CheckFile",
         "trac-checks", "Applicant", readers.check_applicant, _checks,
         frozenset({"@vpd"}),
+    ),
+    DocumentKind(
+        "confirmations", Channel.ESR, "urn:dit-gateway:esr:applicant-confirmation:1",
+        "LoadConfirmation", "esr-applicant-confirmation", "Confirmation", readers.confirmation,
+        _confirmations,
     ),
 )
 

@@ -14,6 +14,7 @@ from functools import partial
 from gateway import logs
 from gateway.config import WEEKDAYS
 from gateway.flows import Context, Plan, notification_outputs
+from gateway.flows.confirmations import unconfirmed_plan
 from gateway.flows.placements import release_plan
 from gateway.pipeline import Pipeline
 from gateway.rules.positions import duplicate_dpns, duplicate_notice, on_interface
@@ -55,6 +56,7 @@ def _daily_due(ctx: Context) -> str | None:
 JOBS: list[Job] = [
     Job("release-deferred", _daily_due, release_plan),
     Job("duplicate-report", _weekly_due, duplicate_report),
+    Job("load-unconfirmed", _daily_due, unconfirmed_plan),
 ]
 
 

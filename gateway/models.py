@@ -42,6 +42,9 @@ class NoticeType(StrEnum):
     NEW_DPN = "NEW_DPN"
     DUPLICATE_POSITION = "DUPLICATE_POSITION"
     POST_REMOVED = "POST_REMOVED"
+    LOAD_FAILED = "LOAD_FAILED"
+    LOAD_UNCONFIRMED = "LOAD_UNCONFIRMED"
+    RESENT = "RESENT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +336,14 @@ class Report:
     notices: list[Notice] = field(default_factory=list)
 
 
+class EsrState(StrEnum):
+    """What ESR made of an applicant record the gateway sent (spec 6.5)."""
+
+    SENT = "sent"
+    IN_ESR = "in ESR"
+    FAILED = "failed"
+
+
 # --- Applicants (spec 6.2) -----------------------------------------------------------------------
 
 
@@ -363,6 +374,15 @@ class SentApplicant:
     placement: Placement
     existing_esr_person_id: str | None = None
     withdrawn: bool = False
+    last_action: str | None = None  # the action last sent (None: before 0.3)
+    esr_state: str = "sent"  # EsrState: what ESR confirmed of it (spec 6.5)
+    load_file: str | None = None  # the load file and record it last went in
+    load_record: int | None = None
+
+    @property
+    def failed_create(self) -> bool:
+        """R4: ESR failed the create, so the applicant was never made: not "sent"."""
+        return self.esr_state == EsrState.FAILED and self.last_action == "create"
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,3 +394,67 @@ class Occupant:
     start: date
     end: date | None
     placement_id: str | None = None
+
+
+# --- ESR load confirmations (spec 4.5, 6.5) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """ESR's answer for one record of an applicant load."""
+
+    placement_id: str
+    action: str  # "create" | "update" | "withdraw"
+    status: str  # "SUCCESS" | "FAIL"
+    applicant_number: str | None = None
+    assignment_id: str | None = None
+    message_type: str | None = None
+    message_text: str | None = None  # may name the applicant: never logged
+
+
+@dataclass(frozen=True, slots=True)
+class LoadConfirmation:
+    """An inbound ESR load confirmation: ESR's answer to one applicant load file."""
+
+    vpd: str
+    load_file: str
+    processed_at: str
+    confirmations: tuple[Confirmation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadRecord:
+    """One record of an applicant load file the gateway wrote, and what ESR confirmed of it."""
+
+    placement_id: str
+    action: str
+    record: int  # 1-based position in the file
+    dpn: str
+    position_number: str
+    status: str | None = None  # None until confirmed: "SUCCESS" | "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFile:
+    """An applicant load file the gateway wrote for a VPD (R1, R6)."""
+
+    vpd: str
+    name: str
+    source_file: str
+    written_at: str
+    records: tuple[LoadRecord, ...]
+
+    @property
+    def unconfirmed(self) -> tuple[LoadRecord, ...]:
+        """The records ESR has not confirmed yet."""
+        return tuple(r for r in self.records if r.status is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """R7: the last version of a placement ESR failed or the rules rejected, to re-send."""
+
+    placement: Placement
+    cause: str  # "failed" | "rejected"
+    vpd: str | None = None
+    reason: str | None = None

@@ -287,3 +287,38 @@ def checks(applicants: Iterable[str], *, trust: str = "RGT") -> str:
         + "\n".join(applicants)
         + "\n</CheckFile>\n"
     )
+
+
+CONFIRMATION_NS = "urn:dit-gateway:esr:applicant-confirmation:1"
+
+
+def confirmation(
+    placement_id: str,
+    status: str = "SUCCESS",
+    *,
+    action: str = "create",
+    number: str | None = None,
+    assignment_id: str | None = None,
+    message_type: str | None = None,
+    message: str | None = None,
+) -> str:
+    """A ``Confirmation`` element of an ESR load confirmation."""
+    body = _els([("ApplicantNumber", number), ("AssignmentId", assignment_id),
+                 ("MessageType", message_type), ("MessageText", message)])
+    return (
+        f"<Confirmation placementId={quoteattr(placement_id)} action={quoteattr(action)} "
+        f"status={quoteattr(status)}>{body}</Confirmation>"
+    )
+
+
+def confirmations(
+    vpd: str, load_file: str, rows: Iterable[str], *,
+    processed_at: str = "2027-05-02T03:00:00Z",
+) -> str:
+    """An ESR load confirmation answering ``load_file``."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<LoadConfirmation xmlns="{CONFIRMATION_NS}" '
+        f'vpd="{vpd}" loadFile={quoteattr(load_file)} processedAt="{processed_at}">\n'
+        + "\n".join(rows)
+        + "\n</LoadConfirmation>\n"
+    )

@@ -34,7 +34,8 @@ def root(tmp_path: Path) -> Path:
 def test_help_lists_every_command(root: Path) -> None:
     """``--help`` names the commands of spec 8."""
     out = gateway(root, "--help").stdout
-    for command in ("run", "process", "tick", "validate", "status", "extract"):
+    for command in ("run", "process", "tick", "validate", "status", "extract", "resend",
+                    "requeue"):
         assert command in out
 
 

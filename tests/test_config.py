@@ -55,6 +55,7 @@ def test_committed_config_spells_out_the_defaults() -> None:
         ("[rules]\nwindow_days = 1.5\n", "rules.window_days"),
         ("[rules]\nout_of_scope_grades = 'GPST1'\n", "rules.out_of_scope_grades"),
         ("[rules]\nduplicate_report_weekday = 'someday'\n", "rules.duplicate_report_weekday"),
+        ("[rules]\nconfirm_hours = 0\n", "rules.confirm_hours"),
         ("[log]\nformat = 'xml'\n", "log.format"),
         ("[store]\nurl = 'mysql://x'\n", "store.url"),
         ("[[sftp]]\nname = 'a'\nhost = 'h'\nuser = 'u'\n", "sftp[0].private_key"),

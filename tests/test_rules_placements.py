@@ -1013,3 +1013,53 @@ def test_property_deciding_twice_changes_nothing(file: list[Placement], view: Fa
             }
         else:
             assert (after.result, after.reason) == (before.result, before.reason)
+
+
+# --- R4: a create ESR failed was never sent (spec 6.5) -------------------------------------------
+
+
+def failed(row: SentApplicant, action: str = "create") -> SentApplicant:
+    """A register row whose last record (``action``) ESR failed."""
+    return replace(row, last_action=action, esr_state="failed")
+
+
+def test_r4_identical_upsert_after_a_failed_create_is_created_again() -> None:
+    """R4: an upsert identical to a create ESR failed goes out as a create (READY_TO_HIRE)."""
+    p = placement()
+    decision = run(p, view=FakeView().with_sent(failed(sent_row(p))))
+    assert only(decision).result == Result.LOADED
+    assert [(r.action, r.vpd) for r in decision.records] == [("create", "RGT")]
+    assert [n.type for n in decision.notices] == [NoticeType.READY_TO_HIRE]
+
+
+def test_r4_a_failed_create_still_meets_a2() -> None:
+    """R4 with A2: the create again is START_TOO_SOON when the start is now too close."""
+    p = placement(start=1)
+    assert_rejected(run(p, view=FakeView().with_sent(failed(sent_row(p)))), "START_TOO_SOON")
+
+
+def test_r4_withdraw_of_a_failed_create_sends_nothing() -> None:
+    """R4: a withdraw of a placement whose create ESR failed is withdrawn with no ESR record."""
+    p = placement()
+    decision = run(withdrawal(), view=FakeView().with_sent(failed(sent_row(p))))
+    assert only(decision).result == Result.WITHDRAWN
+    assert decision.records == []
+    assert decision.notices == []
+    assert [row.withdrawn for row in decision.register] == [True]
+
+
+def test_identical_upsert_after_a_failed_update_sends_the_update_again_whole() -> None:
+    """An update ESR failed is sent again, every element listed, even when identical."""
+    p = placement()
+    decision = run(p, view=FakeView().with_sent(failed(sent_row(p), "update")))
+    assert only(decision).result == Result.UPDATED
+    (record,) = decision.records
+    assert record.action == "update"
+    assert "ProjectedHireDate" in record.changed
+
+
+def test_identical_upsert_after_a_success_is_unchanged() -> None:
+    """After SUCCESS (in ESR) an identical upsert is unchanged, as before."""
+    p = placement()
+    row = replace(sent_row(p), last_action="create", esr_state="in ESR")
+    assert only(run(p, view=FakeView().with_sent(row))).result == Result.UNCHANGED

@@ -224,3 +224,57 @@ def test_migrations_are_safe_when_processes_start_together(
     versions = sorted(v for (v,) in store.execute("SELECT version FROM schema_version"))
     store.close()
     assert versions == [v for v, _sql in migrations()]
+
+
+def test_loads_register_states_and_kept_placements(open_store: StoreFactory) -> None:
+    """Spec 6.5 state: loads and their records, the register's ESR state (a failed create
+    occupies no position), kept placements and re-send numbers, on every backend."""
+    from datetime import date  # noqa: PLC0415
+
+    from gateway.models import (  # noqa: PLC0415
+        Kept,
+        LoadFile,
+        LoadRecord,
+        Placement,
+        SentApplicant,
+        Trainee,
+    )
+
+    store = open_store()
+    trainee = Trainee("T1", "A", "B", date(1990, 1, 1), "F", "7000001")
+    p = Placement("P1", "upsert", "EOE/X/1", "In Post", "F1", "Med", date(2027, 6, 1),
+                  date(2027, 12, 1), "1.0", trainee)
+    with store.transaction():
+        store.save_applicants([SentApplicant("P1", "RGT", "T1", "1001", "Lead", p)], "t")
+        store.record_loads([LoadFile("RGT", "applicants-a.xml", "a.xml", "", (
+            LoadRecord("P1", "create", 1, "EOE/X/1", "1001"),))], "2027-05-01T10:00:00+00:00")
+    load = store.load_file("RGT", "applicants-a.xml")
+    assert load is not None
+    assert load.written_at == "2027-05-01T10:00:00+00:00"
+    assert [(r.placement_id, r.action, r.record, r.status) for r in load.records] == [
+        ("P1", "create", 1, None)]
+    assert store.load_file("R1K", "applicants-a.xml") is None
+    (row,) = store.sent("P1")
+    assert (row.load_file, row.load_record, row.last_action, row.esr_state) == (
+        "applicants-a.xml", 1, "create", "sent")
+    assert [len(f.records) for f in store.loads_awaiting()] == [1]
+    assert len(store.occupants_of({("RGT", "1001")})[("RGT", "1001")]) == 1
+
+    store.confirm_records("RGT", "applicants-a.xml", [("P1", "create", "FAIL")], "t")
+    store.set_esr_states([("P1", "RGT", "failed", None, None, "no")])
+    assert store.loads_awaiting() == []
+    assert store.esr_state("P1", "RGT") == ("failed", None, None, "no")
+    assert store.sent_many({"P1"})["P1"][0].failed_create
+    assert store.occupants_of({("RGT", "1001")})[("RGT", "1001")] == []
+    assert store.applicants_on("RGT", "1001") == []
+    assert store.failed_applicants() == [("P1", "RGT", "create", "applicants-a.xml")]
+
+    store.keep([Kept(p, "failed", "RGT")], "t")
+    store.keep([Kept(p, "rejected", None, "UNKNOWN_DPN")], "t")
+    assert store.kept("P1") == [Kept(p, "rejected", None, "UNKNOWN_DPN")]
+    store.unkeep(["P1"])
+    assert store.kept() == []
+    assert store.next_resend("2027-05-04") == 1
+    store.record_resend("2027-05-04", 1, "t")
+    assert store.next_resend("2027-05-04") == 2
+    assert store.next_resend("2027-05-05") == 1

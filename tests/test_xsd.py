@@ -36,8 +36,14 @@ DOCUMENTS: dict[str, tuple[str, str]] = {
     "tis-person-update": ("urn:dit-gateway:tis:person-update:1", "PersonUpdate"),
     "ack": ("urn:dit-gateway:ack:1", "Acknowledgement"),
     "notifications": ("urn:dit-gateway:notifications:1", "Notifications"),
+    "esr-applicant-confirmation": (
+        "urn:dit-gateway:esr:applicant-confirmation:1", "LoadConfirmation"),
+    "tis-placement-confirmations": (
+        "urn:dit-gateway:tis:placement-confirmations:1", "PlacementConfirmations"),
 }
-INBOUND = ("esr-positions", "esr-persons", "tis-placements", "trac-checks")
+INBOUND = (
+    "esr-positions", "esr-persons", "tis-placements", "trac-checks", "esr-applicant-confirmation"
+)
 
 
 def _parser() -> etree.XMLParser:
@@ -190,6 +196,27 @@ BROKEN: tuple[Broken, ...] = (
     replace("notifications", "bad time", "2027-05-01T06:16:04+00:00", "2027-05-01 06:16:04"),
     replace("notifications", "child element", ">Projected end date changed.<",
             "><Text>Projected end date changed.</Text><"),
+    # ---- ESR applicant load confirmation (4.5)
+    replace("esr-applicant-confirmation", "wrong status", 'status="FAIL"', 'status="FAILED"'),
+    replace("esr-applicant-confirmation", "wrong action", 'action="update"', 'action="upsert"'),
+    replace("esr-applicant-confirmation", "unknown element",
+            "<ApplicantNumber>APP-20270415-0107</ApplicantNumber>", "<Message>m</Message>"),
+    replace("esr-applicant-confirmation", "wrong MessageType", ">ERROR<", ">FATAL<"),
+    replace("esr-applicant-confirmation", "MessageText over 200",
+            ">Applicant created.<", ">" + "x" * 201 + "<"),
+    replace("esr-applicant-confirmation", "loadFile a path", 'loadFile="applicants-',
+            'loadFile="../esr/RGT/applicants-'),
+    replace("esr-applicant-confirmation", "processedAt without zone", "03:12:45+01:00",
+            "03:12:45"),
+    # ---- TIS placement confirmations (5.1)
+    replace("tis-placement-confirmations", "wrong status", 'status="FAILED"', 'status="FAIL"'),
+    replace("tis-placement-confirmations", "deanery not a code", 'deanery="EOE"',
+            'deanery="../EOE"'),
+    replace("tis-placement-confirmations", "missing sourceSha256", ' sourceSha256="5b1e',
+            ' x="5b1e'),
+    replace("tis-placement-confirmations", "Message before ApplicantNumber",
+            "<ApplicantNumber>APP-20270502-0001</ApplicantNumber>",
+            "<Message>m</Message><ApplicantNumber>APP-20270502-0001</ApplicantNumber>"),
 )
 
 

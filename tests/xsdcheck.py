@@ -15,6 +15,7 @@ BY_NAMESPACE = {
     "urn:dit-gateway:tis:person-update:1": "tis-person-update",
     "urn:dit-gateway:esr:applicant-load:1": "esr-applicant-load",
     "urn:dit-gateway:esr:check-load:1": "esr-check-load",
+    "urn:dit-gateway:tis:placement-confirmations:1": "tis-placement-confirmations",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -55,6 +55,15 @@ class Context:
     def sha12(self) -> str:
         """The first 12 hex digits of the input's SHA-256."""
         return self.receipt.sha256[:12] if self.receipt else "scheduled"
+
+    @property
+    def at(self) -> str:
+        """The run's time, from which R6 counts hours: now when as-of is today (UTC), else
+        as-of at now's time of day (so a replayed or test day keeps hours between runs)."""
+        now = datetime.fromisoformat(self.now)
+        if now.date() == self.as_of:
+            return self.now
+        return datetime.combine(self.as_of, now.timetz()).isoformat(timespec="seconds")
 
     def output(self, folder: str, code: str, name: str) -> Path:
         """``outbox/<folder>/<code>/<name>``, the code checked plain (:func:`output_path`)."""

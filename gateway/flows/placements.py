@@ -13,11 +13,15 @@ from functools import partial
 from gateway.flows import Context, Output, Plan, notification_outputs
 from gateway.models import (
     ApplicantRecord,
+    Kept,
+    LoadFile,
+    LoadRecord,
     Occupant,
     Person,
     Placement,
     PlacementFile,
     Position,
+    Result,
     SentApplicant,
 )
 from gateway.rules.placements import PlacementDecision, decide, decide_released
@@ -128,17 +132,19 @@ def plan(document: PlacementFile, ctx: Context) -> Plan:
     source = ctx.receipt.name if ctx.receipt else stem
     sha = ctx.receipt.sha256 if ctx.receipt else ""
     name = f"{stem}-{ctx.sha12}"
+    loads = split_loads(decision.records, name, source)
     outputs = load_outputs(ctx, decision.records, name, source, sha)
     outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
-    result.changes.append(partial(_remember, decision, ctx, source, sha))
+    result.changes.append(partial(remember, decision, ctx, source, sha, loads,
+                                  document.placements))
     return result
 
 
-def load_outputs(
-    ctx: Context, records: Sequence[ApplicantRecord], name: str, source: str, sha: str
-) -> list[Output]:
-    """Applicant load files per VPD, never more than 40 records against one position (A13)."""
+def _files(records: Sequence[ApplicantRecord], name: str) -> list[tuple[str, str,
+                                                                       list[ApplicantRecord]]]:
+    """(vpd, file name, records) of the load files: per VPD, never more than 40 records against
+    one position in a file (A13): ``applicants-<name>.xml``, then ``-2.xml``, …"""
     files: dict[tuple[str, int], list[ApplicantRecord]] = {}
     per_position: dict[tuple[str, str], int] = {}
     for record in records:
@@ -146,27 +152,76 @@ def load_outputs(
         index = per_position.get(key, 0) // MAX_PER_POSITION
         per_position[key] = per_position.get(key, 0) + 1
         files.setdefault((record.vpd, index), []).append(record)
+    return [
+        (vpd, f"applicants-{name}{'' if index == 0 else f'-{index + 1}'}.xml", rows)
+        for (vpd, index), rows in sorted(files.items())
+    ]
+
+
+def split_loads(records: Sequence[ApplicantRecord], name: str, source: str) -> list[LoadFile]:
+    """The load files :func:`load_outputs` writes, as the store remembers them (R1, R6)."""
+    return [
+        LoadFile(vpd, file_name, source, "", tuple(
+            LoadRecord(r.placement_id, r.action, n, r.dpn, r.position_number)
+            for n, r in enumerate(rows, 1)
+        ))
+        for vpd, file_name, rows in _files(records, name)
+    ]
+
+
+def load_outputs(
+    ctx: Context, records: Sequence[ApplicantRecord], name: str, source: str, sha: str
+) -> list[Output]:
+    """Applicant load files per VPD, never more than 40 records against one position (A13)."""
     outputs = []
-    for (vpd, index), rows in sorted(files.items()):
-        suffix = "" if index == 0 else f"-{index + 1}"
-        path = ctx.output("esr", vpd, f"applicants-{name}{suffix}.xml")
+    for vpd, file_name, rows in _files(records, name):
         write = partial(
             writers.write_applicant_load, vpd=vpd, generated_at=ctx.now, source_file=source,
             source_sha256=sha, records=rows,
         )
-        outputs.append(Output(path, write))
+        outputs.append(Output(ctx.output("esr", vpd, file_name), write))
     return outputs
 
 
-def _remember(
-    decision: PlacementDecision, ctx: Context, source: str, sha: str, store: PlacementState
+def remember(
+    decision: PlacementDecision,
+    ctx: Context,
+    source: str,
+    sha: str,
+    loads: Sequence[LoadFile],
+    received: Sequence[Placement],
+    store: PlacementState,
 ) -> None:
     store.save_applicants(decision.register, ctx.now)
+    store.record_loads(loads, ctx.at)
     store.release(decision.release)
     window = timedelta(days=ctx.settings.rules.window_days)
     for placement in decision.hold:
         due = (placement.start - window).isoformat()
         store.hold(placement, source, sha, due, ctx.now)
+    keep, unkeep = kept_placements(decision, received)
+    store.unkeep(unkeep)
+    store.keep(keep, ctx.now)
+
+
+def kept_placements(
+    decision: PlacementDecision, received: Sequence[Placement]
+) -> tuple[list[Kept], list[str]]:
+    """R7: the upserts the rules rejected are kept to re-send (their last version); any other
+    outcome of a placement (sent, unchanged, held, a withdraw) forgets what was kept of it."""
+    first: dict[str, Placement] = {}
+    for placement in received:
+        first.setdefault(placement.placement_id, placement)
+    keep, unkeep = [], []
+    for outcome in decision.outcomes:
+        found = first.get(outcome.record_id)
+        if found is None or outcome.reason == "DUPLICATE_IN_FILE":
+            continue
+        if outcome.result == Result.REJECTED and found.action != "withdraw":
+            keep.append(Kept(found, "rejected", outcome.vpd, outcome.reason))
+        else:  # sent, unchanged, held, or withdrawn by TIS (even if never sent)
+            unkeep.append(outcome.record_id)
+    return keep, unkeep
 
 
 def release_plan(ctx: Context) -> Plan:
@@ -185,10 +240,12 @@ def release_plan(ctx: Context) -> Plan:
         by_source.setdefault(sources.get(record.placement_id, ("released", "0" * 64)), []).append(
             record
         )
+    loads: list[LoadFile] = []
     for (source, sha), records in sorted(by_source.items()):
-        outputs += load_outputs(ctx, records, f"{stem_of(source)}-{sha[:12]}-{name}", source, sha)
+        name_ = f"{stem_of(source)}-{sha[:12]}-{name}"
+        outputs += load_outputs(ctx, records, name_, source, sha)
+        loads += split_loads(records, name_, source)
     outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
-    result.changes.append(partial(_remember, decision, ctx, "released", "0" * 64))
+    result.changes.append(partial(remember, decision, ctx, "released", "0" * 64, loads, due))
     return result
-

@@ -10,7 +10,8 @@ A9   A placementId already seen in the file is rejected ``DUPLICATE_IN_FILE``; t
 A11  A ``withdraw`` of a placement with register rows not withdrawn sends a withdraw record (the
      content last sent) and a ``WITHDRAWAL`` notice to each such VPD; of a held placement it
      clears the hold (withdrawn, nothing sent, no notice); otherwise ``UNKNOWN_PLACEMENT``.
-     Withdrawals are never subject to A2/A3: an MSO must always learn of one.
+     Withdrawals are never subject to A2/A3: an MSO must always learn of one. R4: a row whose
+     create ESR failed is withdrawn in the register with no record (ESR holds no applicant).
 A12  A ``Grade`` in the out-of-scope list is ``OUT_OF_SCOPE``.
 A1   ``ProjectedEndDate`` must be after ``ProjectedStartDate`` (equal is ``END_BEFORE_START``).
 A4   The DPN must be on the interface (P1) in some VPD: ``UNKNOWN_DPN`` when no position carries
@@ -25,7 +26,9 @@ A8   Per VPD, ESR persons with the same date of birth, surname and first forenam
 A7   On a ``Single`` position, another trainee's sent placement or ESR assignment overlapping the
      dates (both ends inclusive, open end = forever) is ``POSITION_OCCUPIED``. The same TIS
      person, the ESR person matched by A8 and the placement's own register row never clash.
-A10  Against the register rows not withdrawn: identical in every VPD is ``unchanged`` (checked
+A10  Against the register rows not withdrawn (R4: nor a create ESR failed, which was never
+     sent, so the placement is created again there; an update ESR failed is sent again whole,
+     even when identical): identical in every VPD is ``unchanged`` (checked
      before A2/A3). A different trainee is a replacement (withdraw the old record, create the
      new, ``REPLACEMENT``); other differences are an ``update`` listing the changed elements,
      with ``CHANGE_OF_START_DATE`` / ``CHANGE_OF_END_DATE`` for dates. A VPD sent to earlier that
@@ -51,6 +54,7 @@ from gateway.codes import INVALID_ROUTING_CODE, deanery_refusal
 from gateway.config import Rules
 from gateway.models import (
     ApplicantRecord,
+    EsrState,
     Notice,
     NoticeType,
     Occupant,
@@ -260,12 +264,14 @@ def _withdraw(placement: Placement, state: PlacementView) -> PlacementDecision:
     rows = [row for row in state.sent(pid) if not row.withdrawn]
     if rows:
         decision = PlacementDecision(release=[pid] if held else [])
-        for row in rows:
+        sent = [row for row in rows if not row.failed_create]
+        for row in sent:
             _withdraw_row(decision, row, "TIS withdrew the placement")
-        vpds = ", ".join(row.vpd for row in rows)
+        for row in rows:
+            if row.failed_create:  # R4: ESR never made the applicant: nothing to withdraw
+                decision.register.append(replace(row, withdrawn=True))
         lead = next((row.vpd for row in rows if row.employer_role == LEAD), None)
-        text = f"Withdrawal sent to ESR ({vpds}): the applicant must not be hired."
-        decision.outcomes.append(Outcome(pid, Result.WITHDRAWN, text, vpd=lead))
+        decision.outcomes.append(Outcome(pid, Result.WITHDRAWN, _withdrawn_text(rows), vpd=lead))
         return decision
     if held:
         text = "Withdrawn while held before sending: nothing had gone to ESR, nothing goes now."
@@ -277,6 +283,16 @@ def _withdraw(placement: Placement, state: PlacementView) -> PlacementDecision:
     )
 
 
+def _withdrawn_text(rows: Sequence[SentApplicant]) -> str:
+    sent = ", ".join(row.vpd for row in rows if not row.failed_create)
+    failed = ", ".join(row.vpd for row in rows if row.failed_create)
+    parts = [f"Withdrawal sent to ESR ({sent}): the applicant must not be hired."] if sent else []
+    if failed:
+        parts.append(f"ESR had failed the create ({failed}): no applicant exists there, no "
+                     "withdrawal is sent.")
+    return " ".join(parts)
+
+
 def _upsert(
     placement: Placement, state: PlacementView, as_of: date, rules: Rules
 ) -> PlacementDecision:
@@ -286,7 +302,9 @@ def _upsert(
     _check_dates(placement)
     targets = _targets(placement, state, as_of)
     lead = _lead_vpd([(t.vpd, t.position) for t in targets])
-    active = {row.vpd: row for row in state.sent(pid) if not row.withdrawn}
+    active = {
+        row.vpd: row for row in state.sent(pid) if not row.withdrawn and not row.failed_create
+    }  # R4: a create ESR failed was never sent
     decision = _plan(placement, targets, active)
     if not decision.records:
         text = "Identical to what was last sent to ESR: nothing sent."
@@ -622,6 +640,8 @@ def _update(
 ) -> None:
     """The same trainee: an update listing what changed, if anything did."""
     changed = _changed(row, placement, target)
+    if not changed and row.esr_state == EsrState.FAILED:
+        changed = _present(placement, target)  # ESR failed the update: send it again whole
     if not changed:
         return
     decision.records.append(_record(placement, target, "update", changed))
@@ -669,6 +689,12 @@ def _changed(row: SentApplicant, placement: Placement, target: _Target) -> tuple
     )
     new = _content(placement, target.position.position_number, target.role, target.person_id)
     return tuple(name for name in _ELEMENTS if old[name] != new[name])
+
+
+def _present(placement: Placement, target: _Target) -> tuple[str, ...]:
+    """Every element the applicant record carries (an update ESR failed, sent again)."""
+    new = _content(placement, target.position.position_number, target.role, target.person_id)
+    return tuple(name for name in _ELEMENTS if new[name] is not None)
 
 
 def _content(

@@ -7,6 +7,7 @@ context managers; all state is keyed by VPD.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Collection, Iterator, Sequence
@@ -17,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ClaimLost
-from gateway.models import Occupant, Person, Placement, Position, SentApplicant
+from gateway.models import (
+    Kept,
+    LoadFile,
+    LoadRecord,
+    Occupant,
+    Person,
+    Placement,
+    Position,
+    SentApplicant,
+)
 from gateway.store import codec
 
 
@@ -82,6 +92,21 @@ _RECEIPT_COLUMNS = (
     " COALESCE(original_name, ''), owner"
 )
 CLAIMING, CLAIMED = "claiming", "claimed"
+_REGISTER_COLUMNS = "data, last_action, esr_state, load_file, load_record"
+# R4: a create ESR failed made no applicant, so it occupies no position (A7).
+_NOT_FAILED_CREATE = "NOT (esr_state = 'failed' AND COALESCE(last_action, '') = 'create')"
+
+
+def _registered(
+    data: str, last_action: str | None, esr_state: str, load_file: str | None,
+    load_record: int | None,
+) -> SentApplicant:
+    """A register row: the content as sent, with what ESR made of it (kept in columns)."""
+    row = codec.loads(SentApplicant, data)
+    return dataclasses.replace(
+        row, last_action=last_action, esr_state=esr_state, load_file=load_file,
+        load_record=None if load_record is None else int(load_record),
+    )
 
 
 class SqlStore:
@@ -500,14 +525,16 @@ class SqlStore:
     def sent(self, placement_id: str) -> list[SentApplicant]:
         """The register rows of a placement, one per VPD it was sent to."""
         rows = self._execute(
-            "SELECT data FROM applicants WHERE placement_id = ? ORDER BY vpd", (placement_id,)
+            f"SELECT {_REGISTER_COLUMNS} FROM applicants WHERE placement_id = ? ORDER BY vpd",
+            (placement_id,),
         )
-        return [codec.loads(SentApplicant, r[0]) for r in rows]
+        return [_registered(*r) for r in rows]
 
     def applicants_on(self, vpd: str, position_number: str) -> list[SentApplicant]:
         """Applicants sent (and not withdrawn) for a position."""
         rows = self._execute(
-            "SELECT data FROM applicants WHERE vpd = ? AND position_number = ? AND withdrawn = 0",
+            "SELECT data FROM applicants WHERE vpd = ? AND position_number = ? AND withdrawn = 0"
+            f" AND {_NOT_FAILED_CREATE}",
             (vpd, position_number),
         )
         return [codec.loads(SentApplicant, r[0]) for r in rows]
@@ -597,12 +624,12 @@ class SqlStore:
         """The register rows of each placement, one per VPD it was sent to."""
         found: dict[str, list[SentApplicant]] = {p: [] for p in placement_ids}
         for chunk in _chunks(sorted(placement_ids)):
-            for pid, data in self._execute(
-                f"SELECT placement_id, data FROM applicants WHERE placement_id IN ({_marks(chunk)})"
-                " ORDER BY placement_id, vpd",
+            for pid, *row in self._execute(
+                f"SELECT placement_id, {_REGISTER_COLUMNS} FROM applicants"
+                f" WHERE placement_id IN ({_marks(chunk)}) ORDER BY placement_id, vpd",
                 chunk,
             ):
-                found[str(pid)].append(codec.loads(SentApplicant, data))
+                found[str(pid)].append(_registered(*row))
         return found
 
     def occupants_of(
@@ -615,7 +642,7 @@ class SqlStore:
         for chunk in _chunks(numbers):
             for vpd, number, data in self._execute(
                 "SELECT vpd, position_number, data FROM applicants WHERE withdrawn = 0"
-                f" AND position_number IN ({_marks(chunk)})",
+                f" AND {_NOT_FAILED_CREATE} AND position_number IN ({_marks(chunk)})",
                 chunk,
             ):
                 rows = found.get((str(vpd), str(number)))
@@ -698,6 +725,179 @@ class SqlStore:
         """Record that a scheduled job ran for ``key``."""
         self._execute("DELETE FROM jobs WHERE name = ?", (name,))
         self._execute("INSERT INTO jobs (name, last_run) VALUES (?, ?)", (name, key))
+
+    # --- load confirmations and re-sending (spec 6.5) -----------------------------------------
+
+    def record_loads(self, loads: Sequence[LoadFile], at: str) -> None:
+        """Remember applicant load files written (R1, R6), and in the register where each
+        placement last went: that load and record, the action, state ``sent``."""
+        for load in loads:
+            self._execute(
+                "INSERT INTO load_files (vpd, name, written_at, source_file, records)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (vpd, name) DO UPDATE SET"
+                " written_at = excluded.written_at, source_file = excluded.source_file,"
+                " records = excluded.records, unconfirmed_at = NULL",
+                (load.vpd, load.name, at, load.source_file, len(load.records)),
+            )
+            self._execute(
+                "DELETE FROM load_records WHERE vpd = ? AND load_file = ?", (load.vpd, load.name)
+            )
+            self._executemany(
+                "INSERT INTO load_records (vpd, load_file, placement_id, action, record, dpn,"
+                " position_number) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(load.vpd, load.name, r.placement_id, r.action, r.record, r.dpn,
+                  r.position_number) for r in load.records],
+            )
+            self._executemany(
+                "UPDATE applicants SET load_file = ?, load_record = ?, last_action = ?,"
+                " esr_state = 'sent', esr_message = NULL WHERE placement_id = ? AND vpd = ?",
+                [(load.name, r.record, r.action, r.placement_id, load.vpd)
+                 for r in load.records],
+            )
+
+    def load_file(self, vpd: str, name: str) -> LoadFile | None:
+        """An applicant load file written for the VPD, with its records, if any."""
+        rows = self._execute(
+            "SELECT source_file, written_at FROM load_files WHERE vpd = ? AND name = ?",
+            (vpd, name),
+        )
+        if not rows:
+            return None
+        records = self._execute(
+            "SELECT placement_id, action, record, dpn, position_number, status"
+            " FROM load_records WHERE vpd = ? AND load_file = ? ORDER BY record",
+            (vpd, name),
+        )
+        return LoadFile(vpd, name, str(rows[0][0]), str(rows[0][1]), tuple(
+            LoadRecord(str(p), str(a), int(n), str(d), str(pn), s)
+            for p, a, n, d, pn, s in records
+        ))
+
+    def confirm_records(
+        self, vpd: str, load_file: str, rows: Sequence[tuple[str, str, str]], at: str
+    ) -> None:
+        """Mark load records (placement id, action, status) as confirmed by ESR."""
+        self._executemany(
+            "UPDATE load_records SET status = ?, confirmed_at = ? WHERE vpd = ? AND"
+            " load_file = ? AND placement_id = ? AND action = ?",
+            [(status, at, vpd, load_file, pid, action) for pid, action, status in rows],
+        )
+
+    def set_esr_states(
+        self, rows: Sequence[tuple[str, str, str, str | None, str | None, str | None]]
+    ) -> None:
+        """(placement id, vpd, state, applicant number, assignment id, ESR's message): the
+        register's ESR state of an applicant; a number or id not given is kept."""
+        self._executemany(
+            "UPDATE applicants SET esr_state = ?,"
+            " applicant_number = COALESCE(?, applicant_number),"
+            " assignment_id = COALESCE(?, assignment_id), esr_message = ?"
+            " WHERE placement_id = ? AND vpd = ?",
+            [(state, number, assignment, message, pid, vpd)
+             for pid, vpd, state, number, assignment, message in rows],
+        )
+
+    def esr_state(self, placement_id: str, vpd: str) -> tuple[str, str | None, str | None,
+                                                               str | None] | None:
+        """(state, applicant number, assignment id, ESR's message) of a register row."""
+        rows = self._execute(
+            "SELECT esr_state, applicant_number, assignment_id, esr_message FROM applicants"
+            " WHERE placement_id = ? AND vpd = ?",
+            (placement_id, vpd),
+        )
+        return (str(rows[0][0]), rows[0][1], rows[0][2], rows[0][3]) if rows else None
+
+    def loads_awaiting(self) -> list[LoadFile]:
+        """Load files with records ESR has not confirmed, oldest first (records: those only)."""
+        rows = self._execute(
+            "SELECT f.vpd, f.name, f.source_file, f.written_at, r.placement_id, r.action,"
+            " r.record, r.dpn, r.position_number FROM load_files f JOIN load_records r"
+            " ON r.vpd = f.vpd AND r.load_file = f.name WHERE r.status IS NULL"
+            " ORDER BY f.written_at, f.vpd, f.name, r.record"
+        )
+        found: dict[tuple[str, str], LoadFile] = {}
+        for vpd, name, source, written, pid, action, record, dpn, number in rows:
+            key = (str(vpd), str(name))
+            load = found.get(key) or LoadFile(key[0], key[1], str(source), str(written), ())
+            found[key] = dataclasses.replace(load, records=(*load.records, LoadRecord(
+                str(pid), str(action), int(record), str(dpn), str(number))))
+        return list(found.values())
+
+    def unconfirmed_raised(self) -> set[tuple[str, str]]:
+        """(vpd, name) of load files LOAD_UNCONFIRMED was raised for (R6: once)."""
+        rows = self._execute("SELECT vpd, name FROM load_files WHERE unconfirmed_at IS NOT NULL")
+        return {(str(v), str(n)) for v, n in rows}
+
+    def mark_unconfirmed(self, keys: Sequence[tuple[str, str]], at: str) -> None:
+        """Record that LOAD_UNCONFIRMED was raised for these (vpd, name) load files."""
+        self._executemany(
+            "UPDATE load_files SET unconfirmed_at = ? WHERE vpd = ? AND name = ?",
+            [(at, vpd, name) for vpd, name in keys],
+        )
+
+    def failed_applicants(self) -> list[tuple[str, str, str, str | None]]:
+        """(placement id, vpd, last action, load file) of register rows ESR failed."""
+        rows = self._execute(
+            "SELECT placement_id, vpd, last_action, load_file FROM applicants"
+            " WHERE esr_state = 'failed' AND withdrawn = 0 ORDER BY placement_id, vpd"
+        )
+        return [(str(p), str(v), str(a), f) for p, v, a, f in rows]
+
+    def keep(self, kept: Sequence[Kept], at: str) -> None:
+        """R7: keep (replace) the last version of placements to re-send."""
+        self._executemany(
+            "DELETE FROM resendable WHERE placement_id = ?",
+            [(k.placement.placement_id,) for k in kept],
+        )
+        self._executemany(
+            "INSERT INTO resendable (placement_id, vpd, cause, reason, data, kept_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(k.placement.placement_id, k.vpd, k.cause, k.reason, codec.dumps(k.placement), at)
+             for k in kept],
+        )
+
+    def unkeep(self, placement_ids: Collection[str]) -> None:
+        """Forget kept placements (sent, withdrawn or superseded)."""
+        self._executemany(
+            "DELETE FROM resendable WHERE placement_id = ?", [(p,) for p in placement_ids]
+        )
+
+    def kept(self, placement_id: str | None = None) -> list[Kept]:
+        """Kept placements (one, or all), by placement id."""
+        sql = "SELECT data, cause, vpd, reason FROM resendable"
+        rows = (
+            self._execute(sql + " WHERE placement_id = ?", (placement_id,))
+            if placement_id is not None
+            else self._execute(sql + " ORDER BY placement_id")
+        )
+        return [Kept(codec.loads(Placement, d), str(c), v, r) for d, c, v, r in rows]
+
+    def next_resend(self, day: str) -> int:
+        """The n of the next ``resend-<day>-<n>`` (call under the work lock)."""
+        rows = self._execute("SELECT MAX(n) FROM resends WHERE day = ?", (day,))
+        return int(rows[0][0] or 0) + 1
+
+    def record_resend(self, day: str, n: int, at: str) -> None:
+        """A resend committed (inside its transaction): its n is taken."""
+        self._execute("INSERT INTO resends (day, n, at) VALUES (?, ?, ?)", (day, n, at))
+
+    def quarantined(self, name: str) -> tuple[int, str] | None:
+        """(receipt id, channel) of the latest rejected receipt stored as ``name``."""
+        rows = self._execute(
+            "SELECT id, channel FROM receipts WHERE name = ? AND status = 'rejected'"
+            " ORDER BY id DESC LIMIT 1",
+            (name,),
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def link_requeue(self, rid: int, requeued_from: int) -> None:
+        """The ledger links a requeued file's receipt to the one that quarantined it."""
+        self._execute("UPDATE receipts SET requeued_from = ? WHERE id = ?", (requeued_from, rid))
+
+    def requeued_from(self, rid: int) -> int | None:
+        """The receipt a requeued file came from."""
+        rows = self._execute("SELECT requeued_from FROM receipts WHERE id = ?", (rid,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
 CHUNK = 2000  # values in one IN list: far below SQLite's and PostgreSQL's limits

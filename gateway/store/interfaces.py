@@ -15,7 +15,15 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.models import Occupant, Person, Placement, Position, SentApplicant
+from gateway.models import (
+    Kept,
+    LoadFile,
+    Occupant,
+    Person,
+    Placement,
+    Position,
+    SentApplicant,
+)
 from gateway.store.base import Held, PendingOutput, Receipt
 
 
@@ -339,13 +347,101 @@ class Jobs(Protocol):
         ...
 
 
+class Loads(Protocol):
+    """Applicant load files written and what ESR confirmed of them (spec 6.5, R1–R6)."""
+
+    def record_loads(self, loads: Sequence[LoadFile], at: str) -> None:
+        """Remember applicant load files written (R1, R6), and in the register where each
+        placement last went: that load and record, the action, state ``sent``."""
+        ...
+
+    def load_file(self, vpd: str, name: str) -> LoadFile | None:
+        """An applicant load file written for the VPD, with its records, if any."""
+        ...
+
+    def confirm_records(
+        self, vpd: str, load_file: str, rows: Sequence[tuple[str, str, str]], at: str
+    ) -> None:
+        """Mark load records (placement id, action, status) as confirmed by ESR."""
+        ...
+
+    def set_esr_states(
+        self, rows: Sequence[tuple[str, str, str, str | None, str | None, str | None]]
+    ) -> None:
+        """(placement id, vpd, state, applicant number, assignment id, ESR's message): the
+        register's ESR state of an applicant; a number or id not given is kept."""
+        ...
+
+    def esr_state(self, placement_id: str, vpd: str) -> tuple[str, str | None, str | None,
+                                                               str | None] | None:
+        """(state, applicant number, assignment id, ESR's message) of a register row."""
+        ...
+
+    def loads_awaiting(self) -> list[LoadFile]:
+        """Load files with records ESR has not confirmed, oldest first (records: those only)."""
+        ...
+
+    def unconfirmed_raised(self) -> set[tuple[str, str]]:
+        """(vpd, name) of load files LOAD_UNCONFIRMED was raised for (R6: once)."""
+        ...
+
+    def mark_unconfirmed(self, keys: Sequence[tuple[str, str]], at: str) -> None:
+        """Record that LOAD_UNCONFIRMED was raised for these (vpd, name) load files."""
+        ...
+
+    def failed_applicants(self) -> list[tuple[str, str, str, str | None]]:
+        """(placement id, vpd, last action, load file) of register rows ESR failed."""
+        ...
+
+
+class Resends(Protocol):
+    """R7: placements kept to re-send, and the numbering of re-sends."""
+
+    def keep(self, kept: Sequence[Kept], at: str) -> None:
+        """R7: keep (replace) the last version of placements to re-send."""
+        ...
+
+    def unkeep(self, placement_ids: Collection[str]) -> None:
+        """Forget kept placements (sent, withdrawn or superseded)."""
+        ...
+
+    def kept(self, placement_id: str | None = None) -> list[Kept]:
+        """Kept placements (one, or all), by placement id."""
+        ...
+
+    def next_resend(self, day: str) -> int:
+        """The n of the next ``resend-<day>-<n>`` (call under the work lock)."""
+        ...
+
+    def record_resend(self, day: str, n: int, at: str) -> None:
+        """A resend committed (inside its transaction): its n is taken."""
+        ...
+
+
+class Requeues(Protocol):
+    """Quarantined files taken through the pipeline again, linked in the ledger."""
+
+    def quarantined(self, name: str) -> tuple[int, str] | None:
+        """(receipt id, channel) of the latest rejected receipt stored as ``name``."""
+        ...
+
+    def link_requeue(self, rid: int, requeued_from: int) -> None:
+        """The ledger links a requeued file's receipt to the one that quarantined it."""
+        ...
+
+    def requeued_from(self, rid: int) -> int | None:
+        """The receipt a requeued file came from."""
+        ...
+
+
 class Store(
-    Transactional, Ledger, Positions, Persons, Applicants, Holds, CheckTransfers, Jobs, Protocol
+    Transactional, Ledger, Positions, Persons, Applicants, Holds, CheckTransfers, Jobs, Loads,
+    Resends, Requeues, Protocol
 ):
     """Every interface of the gateway's state: what a backend provides."""
 
 
-class PlacementState(Positions, Persons, Applicants, Holds, Protocol):
+class PlacementState(Positions, Persons, Applicants, Holds, Loads, Resends, Protocol):
     """What the placements flow reads and writes."""
 
 
@@ -355,3 +451,7 @@ class PersonState(Positions, Persons, Protocol):
 
 class CheckState(Applicants, CheckTransfers, Protocol):
     """What the checks flow reads and writes."""
+
+
+class ConfirmationState(Positions, Applicants, Loads, Resends, Protocol):
+    """What the confirmations flow reads and writes."""

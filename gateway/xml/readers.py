@@ -16,6 +16,7 @@ from gateway.models import (
     CheckApplicant,
     CheckMatch,
     CheckRecord,
+    Confirmation,
     Person,
     Placement,
     Position,
@@ -239,4 +240,18 @@ def check_applicant(element: Any) -> CheckApplicant:
         match=match,
         checks=tuple(checks),
         has_identity=has_identity,
+    )
+
+
+def confirmation(element: Any) -> Confirmation:
+    """A ``Confirmation`` element of an ESR load confirmation."""
+    kids = _children(element)
+    return Confirmation(
+        placement_id=element.get("placementId"),
+        action=element.get("action"),
+        status=element.get("status"),
+        applicant_number=_text(kids, "ApplicantNumber"),
+        assignment_id=_text(kids, "AssignmentId"),
+        message_type=_text(kids, "MessageType"),
+        message_text=_text(kids, "MessageText") or None,
     )

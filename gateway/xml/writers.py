@@ -32,6 +32,7 @@ NS = {
     "person-update": "urn:dit-gateway:tis:person-update:1",
     "applicant-load": "urn:dit-gateway:esr:applicant-load:1",
     "check-load": "urn:dit-gateway:esr:check-load:1",
+    "placement-confirmations": "urn:dit-gateway:tis:placement-confirmations:1",
 }
 
 
@@ -424,3 +425,38 @@ def write_check_load(
                             node.tag = doc.q(etree.QName(node).localname)
                     etree.cleanup_namespaces(element)
                     doc.write(element)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmedPlacement:
+    """One row of a TIS placement confirmation (spec 5.1)."""
+
+    placement_id: str
+    status: str  # "LOADED" | "FAILED"
+    applicant_number: str | None = None
+    message: str | None = None
+
+
+def write_placement_confirmations(
+    fh: BinaryIO,
+    deanery: str,
+    vpd: str,
+    generated_at: str,
+    source_file: str,
+    source_sha256: str,
+    rows: Iterable[ConfirmedPlacement],
+) -> None:
+    """TIS placement confirmations for one deanery: which placements ESR loaded or failed."""
+    attrs = {
+        "deanery": deanery,
+        "vpd": vpd,
+        "generatedAt": generated_at,
+        "sourceFile": source_file,
+        "sourceSha256": source_sha256,
+    }
+    with document(fh, "placement-confirmations", "PlacementConfirmations", attrs) as doc:
+        for row in rows:
+            with doc.element("Placement", {"placementId": row.placement_id,
+                                           "status": row.status}):
+                doc.leaves([("ApplicantNumber", row.applicant_number),
+                            ("Message", row.message)])
