@@ -107,6 +107,43 @@ class Log:
 
 
 @dataclass(frozen=True, slots=True)
+class Http:
+    """The operator's HTTP server inside ``run`` (spec 10): metrics, health, the status page."""
+
+    listen: str = "127.0.0.1:9180"  # host:port; empty: no server
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, or None when the server is off."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long the archive, the quarantine and delivered outputs are kept (spec 10)."""
+
+    days: int = 90
+
+
+@dataclass(frozen=True, slots=True)
+class Expect:
+    """A file that should come at least every ``every_hours`` (spec 10, ``[[expect]]``)."""
+
+    channel: str
+    every_hours: float
+    vpd: str = ""
+    partner: str = ""
+
+    @property
+    def key(self) -> str:
+        """What the expectation is about, as the logs, the metric and the page name it."""
+        return ":".join(p for p in (self.channel, self.vpd, self.partner) if p)
+
+
+@dataclass(frozen=True, slots=True)
 class SftpPartner:
     """One SFTP partner: where to take files from and deliver outputs to."""
 
@@ -135,7 +172,10 @@ class Settings:
     intake: Intake = field(default_factory=Intake)
     rules: Rules = field(default_factory=Rules)
     log: Log = field(default_factory=Log)
+    http: Http = field(default_factory=Http)
+    retention: Retention = field(default_factory=Retention)
     sftp: tuple[SftpPartner, ...] = ()
+    expect: tuple[Expect, ...] = ()
     source: Path | None = None
 
     @property
@@ -153,6 +193,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "intake": Intake,
     "rules": Rules,
     "log": Log,
+    "http": Http,
+    "retention": Retention,
 }
 
 
@@ -176,11 +218,12 @@ def parse(raw: dict[str, Any]) -> Settings:
     """Build settings from a parsed TOML document, refusing unknown keys and wrong types."""
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key == "sftp":
+        if key in ("sftp", "expect"):
             if not isinstance(value, list):
-                raise ConfigError("sftp: expected [[sftp]] tables")
-            values["sftp"] = tuple(
-                _section(f"sftp[{i}]", SftpPartner, item) for i, item in enumerate(value)
+                raise ConfigError(f"{key}: expected [[{key}]] tables")
+            cls = SftpPartner if key == "sftp" else Expect
+            values[key] = tuple(
+                _section(f"{key}[{i}]", cls, item) for i, item in enumerate(value)
             )
         elif key in _SECTIONS:
             if not isinstance(value, dict):
@@ -250,6 +293,27 @@ def _check_group(name: str) -> None:
         )
 
 
+def _check_http(http: Http) -> None:
+    """``http.listen`` is empty or ``host:port`` with a port number."""
+    if not http.listen:
+        return
+    host, colon, port = http.listen.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"http.listen: expected host:port (or empty), got {http.listen!r}")
+
+
+def _check_expect(settings: Settings) -> None:
+    """Each ``[[expect]]``: a channel, a positive period, a partner that exists."""
+    partners = {p.name for p in settings.sftp}
+    for i, expect in enumerate(settings.expect):
+        if expect.channel not in CHANNELS:
+            raise ConfigError(f"expect[{i}].channel: expected one of {', '.join(CHANNELS)}")
+        if expect.every_hours <= 0:
+            raise ConfigError(f"expect[{i}].every_hours: must be positive")
+        if expect.partner and expect.partner not in partners:
+            raise ConfigError(f"expect[{i}].partner: no [[sftp]] partner named {expect.partner!r}")
+
+
 def _check(settings: Settings) -> None:
     positive = {
         "intake.settle_seconds": settings.intake.settle_seconds >= 0,
@@ -261,6 +325,7 @@ def _check(settings: Settings) -> None:
         "rules.window_days": settings.rules.window_days >= 0,
         "rules.cutoff_days": settings.rules.cutoff_days >= 0,
         "rules.confirm_hours": settings.rules.confirm_hours >= 1,
+        "retention.days": settings.retention.days >= 1,
     }
     for key, ok in positive.items():
         if not ok:
@@ -275,6 +340,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("log.level: expected debug, info, warning or error")
     if settings.paths.group:
         _check_group(settings.paths.group)
+    _check_http(settings.http)
+    _check_expect(settings)
     if not settings.store.url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("store.url: expected sqlite:///PATH or postgresql://…")
     names = set()

@@ -37,6 +37,7 @@ from gateway.errors import (
     Vanished,
 )
 from gateway.jobs import run_jobs
+from gateway.ops import Operations
 from gateway.pipeline import Pipeline
 from gateway.store.base import Receipt
 from gateway.transport import modes
@@ -112,6 +113,7 @@ class Daemon:
         self._last_sweep = time.monotonic()
         self._unreadable: set[Path] = set()
         self.processed = 0
+        self.ops = Operations(self.settings, pipeline.store, lambda: self._paused)
 
     @property
     def pause_reason(self) -> str | None:
@@ -133,12 +135,14 @@ class Daemon:
                      outbox=str(self.settings.paths.outbox), var=str(self.settings.paths.var))
             for receipt in self._guard(self.pipeline.recover) or []:
                 self._retries[receipt.id] = _Retry(receipt, 0, 0.0)
+            self.ops.start()
             self.intake.start()
             for exchange in self.exchanges:
                 exchange.start()
             try:
                 while not self._stop.is_set():
                     self._step()
+                    self.ops.tick(self.pipeline.processed)
                     self._stop.wait(TICK_SECONDS)
             finally:
                 for exchange in self.exchanges:
@@ -146,6 +150,7 @@ class Daemon:
                 for exchange in self.exchanges:
                     exchange.stop()
                 self.intake.stop()
+                self.ops.stop()
         log.info("daemon.stopped", files=self.processed, held=len(self._retries))
         return 0
 

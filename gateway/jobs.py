@@ -16,6 +16,8 @@ from gateway.config import WEEKDAYS
 from gateway.flows import Context, Plan, notification_outputs
 from gateway.flows.confirmations import unconfirmed_plan
 from gateway.flows.placements import release_plan
+from gateway.ops.grid import grid_plan
+from gateway.ops.retention import retention_job
 from gateway.pipeline import Pipeline
 from gateway.rules.positions import duplicate_dpns, duplicate_notice, on_interface
 
@@ -57,6 +59,8 @@ JOBS: list[Job] = [
     Job("release-deferred", _daily_due, release_plan),
     Job("duplicate-report", _weekly_due, duplicate_report),
     Job("load-unconfirmed", _daily_due, unconfirmed_plan),
+    Job("rotation-grid", _daily_due, grid_plan),
+    Job("retention", _daily_due, retention_job),
 ]
 
 

@@ -48,6 +48,7 @@ from gateway.flows import Context, Flow, Output, Plan
 from gateway.models import Totals
 from gateway.store.base import CLAIMING, Held, Receipt
 from gateway.store.interfaces import Store
+from gateway.store.operations import OperationsLedger
 from gateway.transport import files, modes
 from gateway.xml import writers
 from gateway.xml.schemas import schema
@@ -121,6 +122,8 @@ class Pipeline:
         modes.configure(settings.paths.var, settings.paths.gid)
         self.node = settings.store.node
         self.owner = str(owner.me(self.node))
+        # (channel, seconds) of each file this process took to its end, for the daemon's metrics
+        self.processed: list[tuple[str, float]] = []
         self._owed: dict[int, int] = {}  # attempts to give back once the store is writable
         self._dangling: set[int] = set()  # claims to drop once the store is writable
 
@@ -239,12 +242,14 @@ class Pipeline:
         earlier = self.store.processed_file(receipt.sha256)
         errors: list[FileError] = []
         duplicate_of = None
+        kind: tuple[str, str | None] | None = None  # (flow, the document's VPD) once parsed
         if earlier is not None:
             status, plan, duplicate_of = "duplicate", Plan(), earlier
             errors = [FileError("DUPLICATE_FILE", f"same content as the earlier file {earlier}")]
         else:
             try:
                 parsed = self.parse(path, receipt.channel)
+                kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
                 plan = self.flows[parsed.kind.name](parsed.document, ctx)
                 status = "processed"
             except RejectedFile as rejected:
@@ -252,8 +257,9 @@ class Pipeline:
         totals = Totals.of(plan.outcomes)
         ack = self._ack(receipt, status, now, errors, plan, totals, duplicate_of)
         outputs = [*plan.outputs, ack]
-        self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of)
+        self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of, kind)
         self._finalize(receipt, status)
+        self.processed.append((receipt.channel, time.monotonic() - started))
         log.info(
             f"file.{status}",
             file=receipt.name,
@@ -305,6 +311,7 @@ class Pipeline:
         errors: list[FileError],
         totals: Totals,
         duplicate_of: str | None,
+        kind: tuple[str, str | None] | None = None,
     ) -> None:
         def finish() -> None:
             self.store.finish(
@@ -316,6 +323,8 @@ class Pipeline:
                 duplicate_of=duplicate_of,
                 totals={"received": totals.received, "rejected": totals.rejected},
             )
+            if kind is not None:
+                OperationsLedger(self.store).record(receipt.id, *kind, plan.outcomes)
 
         self.commit(receipt.id, receipt.sha256[:12], plan, outputs, finish)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need: the OpenSSH server and client (the SFTP tests run a real sshd and
-# sftp on 127.0.0.1), the PostgreSQL server (the store's tests on PostgreSQL) and this project, editable, with its [test] extras, into ./.venv (made by
+# sftp on 127.0.0.1), the PostgreSQL server (the store's tests on PostgreSQL), Chromium and its
+# driver (the status page's browser test) and this project, editable, with its [test] extras, into ./.venv (made by
 # scripts/venv.sh, so the system's Python is never changed).
 # Idempotent and quick when everything is already there (set INSTALL_TEST_DEPS_FORCE=1 to run pip
 # anyway). It never starts a service: the tests start their own throw-away sshd.
@@ -22,8 +23,12 @@ fi
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     packages+=(postgresql)
 fi
+# The status page is tested in real headless Chromium through Debian's chromedriver.
+if [[ ! -x /usr/bin/chromium ]] || [[ ! -x /usr/bin/chromedriver ]]; then
+    packages+=(chromium chromium-driver)
+fi
 if [[ ${#packages[@]} -eq 0 ]]; then
-    did+=("openssh and postgresql present")
+    did+=("openssh, postgresql and chromium present")
 else
     SUDO=()
     if [[ "$(id -u)" -ne 0 ]]; then

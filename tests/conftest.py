@@ -64,7 +64,9 @@ def write_config(
     path.write_text(
         '[paths]\ninbox = "inbox"\noutbox = "outbox"\nvar = "var"\n'
         f'[store]\nurl = "{store_url or "sqlite:///var/gateway.db"}"\n{store_keys}'
-        "[intake]\nsettle_seconds = 0.5\nrescan_seconds = 1\nretry_seconds = 0.2\n" + extra,
+        # Any free port: several daemons run at once in the tests. ``extra`` may go on [intake].
+        + ("" if "[http]" in extra else '[http]\nlisten = "127.0.0.1:0"\n')
+        + "[intake]\nsettle_seconds = 0.5\nrescan_seconds = 1\nretry_seconds = 0.2\n" + extra,
         encoding="utf-8",
     )
     return path

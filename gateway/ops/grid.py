@@ -1,0 +1,144 @@
+"""The Medical Rotation grid (spec 10): per VPD, one row per post on the interface with its
+current and next trainee — name, GMC number, projected start and end, WTE — as an ``.xlsx`` an
+MSO can open (header row, frozen panes, column widths, dates as dates) and a ``.csv``.
+
+Written by the daily job to ``outbox/reports/<VPD>/rotation-grid-<date>.{xlsx,csv}`` for every
+VPD whose grid changed since the last one written (a fingerprint of its rows in the store). It
+carries names by nature; nothing of it reaches a log or the status page.
+
+*Current*: a placement sent to the VPD (not withdrawn) running on the day; *next*: the earliest
+that starts after it. A post shared by several trainees at once shows them all in one cell,
+separated by ``; `` (one row per post, as the spec asks).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import defaultdict
+from datetime import date
+from typing import Any, BinaryIO
+
+from openpyxl import Workbook
+from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
+
+from gateway.flows import Context, Output, Plan
+from gateway.models import Position, SentApplicant
+from gateway.rules.positions import on_interface
+from gateway.store.interfaces import Store
+from gateway.store.operations import OperationsLedger
+
+HEADER = (
+    "Position number", "DPN", "Post", "Current trainee", "Current GMC", "Current start",
+    "Current end", "Current WTE", "Next trainee", "Next GMC", "Next start", "Next end",
+    "Next WTE",
+)
+WIDTHS = (16, 26, 30, 28, 12, 12, 12, 10, 28, 12, 12, 12, 10)
+Row = tuple[Any, ...]
+
+
+def rows_for(positions: list[Position], sent: list[SentApplicant], as_of: date) -> list[Row]:
+    """The grid's rows: posts on the interface (by position number), current and next."""
+    by_post: dict[str, list[SentApplicant]] = defaultdict(list)
+    for applicant in sent:
+        by_post[applicant.position_number].append(applicant)
+    rows = []
+    for position in sorted(positions, key=lambda p: (p.position_number, p.esr_position_id)):
+        if not on_interface(position, as_of):
+            continue
+        placed = sorted(by_post.get(position.position_number, ()),
+                        key=lambda a: (a.placement.start, a.placement_id))
+        current = [a for a in placed if a.placement.start <= as_of <= a.placement.end]
+        later = [a for a in placed if a.placement.start > as_of]
+        upcoming = [a for a in later if a.placement.start == later[0].placement.start]
+        rows.append((position.position_number, position.dpn or "", position.position_name,
+                     *_cells(current), *_cells(upcoming)))
+    return rows
+
+
+def _cells(placed: list[SentApplicant]) -> Row:
+    """Name, GMC number, start, end, WTE of one or more trainees (``; `` between several)."""
+    if not placed:
+        return ("", "", None, None, "")
+    if len(placed) == 1:
+        p = placed[0].placement
+        name = f"{p.trainee.forenames} {p.trainee.surname}"
+        return (name, p.trainee.gmc_number, p.start, p.end, p.wte)
+
+    def joined(values: list[str]) -> str:
+        return "; ".join(values)
+
+    ps = [a.placement for a in placed]
+    return (joined([f"{p.trainee.forenames} {p.trainee.surname}" for p in ps]),
+            joined([p.trainee.gmc_number for p in ps]), min(p.start for p in ps),
+            max(p.end for p in ps), joined([p.wte for p in ps]))
+
+
+def fingerprint(rows: list[Row]) -> str:
+    """What identifies a grid's content."""
+    return hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
+
+
+def write_xlsx(fh: BinaryIO, vpd: str, rows: list[Row], as_of: date) -> None:
+    """The workbook: a header row in bold, frozen below it, widths set, dates as dates."""
+    book = Workbook()
+    sheet = book.worksheets[0]
+    sheet.title = f"{vpd} {as_of.isoformat()}"
+    sheet.append(HEADER)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        sheet.append(row)
+    for column, width in enumerate(WIDTHS, start=1):
+        sheet.column_dimensions[get_column_letter(column)].width = width
+    for row_cells in sheet.iter_rows(min_row=2):
+        for cell in row_cells:
+            if isinstance(cell.value, date):
+                cell.number_format = "yyyy-mm-dd"
+    sheet.freeze_panes = "A2"
+    book.save(fh)
+
+
+def write_csv(fh: BinaryIO, rows: list[Row]) -> None:
+    """The same rows as CSV (UTF-8, dates as YYYY-MM-DD)."""
+    text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+    writer = csv.writer(text)
+    writer.writerow(HEADER)
+    for row in rows:
+        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, date) else v
+                         for v in row])
+    text.flush()
+    text.detach()
+
+
+def grid_plan(ctx: Context) -> Plan:
+    """The daily job: a grid for every VPD whose grid changed since the last one written."""
+    ledger = OperationsLedger(ctx.store)
+    plan = Plan()
+    day = ctx.as_of.isoformat()
+    for vpd in ctx.store.vpds():
+        sent = ledger.applicants_of(vpd)
+        rows = rows_for(list(ctx.store.positions(vpd).values()), sent, ctx.as_of)
+        known = ledger.grid_fingerprint(vpd)
+        mark = fingerprint(rows)
+        if mark == known or (known is None and not sent):
+            continue
+        name = f"rotation-grid-{day}"
+
+        def xlsx(fh: BinaryIO, vpd: str = vpd, rows: list[Row] = rows) -> None:
+            write_xlsx(fh, vpd, rows, ctx.as_of)
+
+        def csv_(fh: BinaryIO, rows: list[Row] = rows) -> None:
+            write_csv(fh, rows)
+
+        plan.outputs.append(Output(ctx.output("reports", vpd, f"{name}.xlsx"), xlsx))
+        plan.outputs.append(Output(ctx.output("reports", vpd, f"{name}.csv"), csv_))
+
+        def record(store: Store, vpd: str = vpd, mark: str = mark) -> None:
+            OperationsLedger(store).grid_written(vpd, mark, day)
+
+        plan.changes.append(record)
+    return plan
