@@ -7,6 +7,7 @@ database is :class:`StoreMismatch`. Nothing of ``sqlite3`` leaves this module.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import os
@@ -35,6 +36,26 @@ def _converted(exc: sqlite3.Error, path: Path) -> Exception:
     if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
         return StoreError(f"store: {type(exc).__name__}: {exc}")
     return StoreUnavailable(f"store: {exc}")
+
+
+# ``DIT_GATEWAY_COUNT_SQL=FILE``: count the SQL statements this process runs and write the count
+# to FILE at exit (benchmarks/run.py: statements per file should not grow with its records).
+_COUNT_FILE = os.environ.get("DIT_GATEWAY_COUNT_SQL")
+_STATEMENTS: list[int] | None = [0] if _COUNT_FILE else None
+
+
+def _count_statement(_sql: str) -> None:
+    if _STATEMENTS is not None:
+        _STATEMENTS[0] += 1
+
+
+def _write_count() -> None:
+    if _COUNT_FILE and _STATEMENTS is not None:
+        Path(_COUNT_FILE).write_text(f"{_STATEMENTS[0]}\n", encoding="ascii")
+
+
+if _COUNT_FILE:
+    atexit.register(_write_count)
 
 
 class SqliteStore(SqlStore):
@@ -80,6 +101,8 @@ class SqliteStore(SqlStore):
                     self.path, isolation_level=None, timeout=self.busy_timeout,
                     check_same_thread=False,
                 )
+                if _STATEMENTS is not None:
+                    conn.set_trace_callback(_count_statement)
                 try:
                     # Two processes switching a new file to WAL at once: one may be told "locked".
                     conn.execute("PRAGMA journal_mode=WAL")

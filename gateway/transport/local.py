@@ -37,6 +37,23 @@ class _Seen:
     not_before: float = 0.0
 
 
+MOVE_PAIRING_SECONDS = 0.02
+
+
+def _shorten_move_pairing() -> None:
+    """watchdog holds each unpaired IN_MOVED_FROM for 0.5 s, hoping for its IN_MOVED_TO, and its
+    queue is first in, first out: every claim (a rename out of the inbox, never paired) held
+    back the next file's close event by half a second. A rename inside a folder delivers both
+    halves in one read, so a short hold still pairs them; the hints need no pairing anyway."""
+    try:
+        from watchdog.observers.inotify_move_event_grouper import (  # noqa: PLC0415
+            InotifyMoveEventGrouper,
+        )
+    except ImportError:  # another platform, or a watchdog without the grouper
+        return
+    InotifyMoveEventGrouper.delay = MOVE_PAIRING_SECONDS
+
+
 class _Hints(FileSystemEventHandler):
     """Event handler: only records which paths to look at (never does work itself)."""
 
@@ -73,6 +90,7 @@ class LocalIntake:
         """Create the folders and start watching them."""
         for channel in CHANNELS:
             modes.make_dirs(self.inbox / channel, group_writable=True)
+        _shorten_move_pairing()
         self._observer = PollingObserver(timeout=1) if self._polling else Observer()
         handler = _Hints(self)
         for channel in CHANNELS:

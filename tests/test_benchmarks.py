@@ -1,0 +1,52 @@
+"""The national benchmark's data and its run, at a tiny scale: the data is valid against the
+XSDs, the same seed gives the same files, every flow goes through, and the last line has the
+ratios (timings are the benchmark's business, not a test's)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from lxml import etree
+
+from benchmarks.generate import Sizes, generate
+from gateway.documents import BY_ROOT
+from gateway.xml.schemas import schema
+from tests.conftest import REPO
+
+
+def test_generated_data_is_valid_and_reproducible(tmp_path: Path) -> None:
+    """Every generated file is valid against its XSD; the same seed gives the same bytes."""
+    sizes = Sizes.scaled(0.01)
+    first = generate(tmp_path / "a", sizes, seed=7)
+    second = generate(tmp_path / "b", sizes, seed=7)
+    paths = [p for group in first.values() for p in group]
+    assert len(paths) == 3 * sizes.vpds + 3
+    for path in paths:
+        tree = etree.parse(str(path))
+        root = etree.QName(tree.getroot())
+        kind = BY_ROOT[(root.namespace or "", root.localname)]
+        xsd = schema(kind.xsd)
+        assert xsd.validate(tree), (path.name, xsd.error_log)
+    for flow, group in first.items():
+        assert [p.read_bytes() for p in group] == [p.read_bytes() for p in second[flow]], flow
+
+
+def test_the_run_goes_through_every_flow_and_prints_the_ratios(tmp_path: Path) -> None:
+    """``benchmarks/run.py --scale 0.01``: every acknowledgement is processed, the load files
+    are confirmed, and the last line is the ratios."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--scale", "0.01", "--keep", str(tmp_path)],
+        capture_output=True, text=True, check=False, cwd=REPO, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"placements_ratio=[\d.]+ resend_ratio=[\d.]+ release_ratio=[\d.]+ "
+                        r"persons_ratio=[\d.]+ peak_rss_mb=\d+", last), last
+    acks = sorted((tmp_path / "gateway" / "outbox" / "reports" / "acks").glob("*.ack.xml"))
+    statuses = {etree.parse(str(p)).getroot().get("status") for p in acks}
+    assert statuses == {"processed"}
+    assert any(p.name.startswith("confirmation-") for p in acks)
+    assert len(acks) >= 3 * 3 + 3
