@@ -108,6 +108,7 @@ class PlacementDecision:
     register: list[SentApplicant] = field(default_factory=list)
     hold: list[Placement] = field(default_factory=list)
     release: list[str] = field(default_factory=list)
+    _releasing: set[str] = field(default_factory=set, repr=False)  # ``release`` as a set
 
     def extend(self, other: PlacementDecision) -> None:
         """Append another decision's outputs and state changes to this one."""
@@ -116,7 +117,16 @@ class PlacementDecision:
         self.notices += other.notices
         self.register += other.register
         self.hold += other.hold
-        self.release += [pid for pid in other.release if pid not in self.release]
+        for pid in other.release:
+            self.add_release(pid)
+
+    def add_release(self, pid: str) -> None:
+        """Release ``pid``'s hold (once), in constant time whatever was released before."""
+        if len(self._releasing) != len(self.release):  # appended to directly: catch up
+            self._releasing = set(self.release)
+        if pid not in self._releasing:
+            self._releasing.add(pid)
+            self.release.append(pid)
 
 
 def decide(
@@ -148,9 +158,8 @@ def decide_released(
     decision = decide(placements, view, as_of, rules)
     again = {p.placement_id for p in decision.hold}
     for placement in placements:
-        pid = placement.placement_id
-        if pid not in again and pid not in decision.release:
-            decision.release.append(pid)
+        if placement.placement_id not in again:
+            decision.add_release(placement.placement_id)
     return decision
 
 

@@ -38,8 +38,9 @@ def _converted(exc: sqlite3.Error, path: Path) -> Exception:
     return StoreUnavailable(f"store: {exc}")
 
 
-# ``DIT_GATEWAY_COUNT_SQL=FILE``: count the SQL statements this process runs and write the count
-# to FILE at exit (benchmarks/run.py: statements per file should not grow with its records).
+# ``DIT_GATEWAY_COUNT_SQL=FILE``: count the SQL statements this process issues (an
+# ``executemany`` of many rows is one) and write the count to FILE at exit (benchmarks/run.py:
+# statements per file should not grow with its records).
 _COUNT_FILE = os.environ.get("DIT_GATEWAY_COUNT_SQL")
 _STATEMENTS: list[int] | None = [0] if _COUNT_FILE else None
 
@@ -101,8 +102,6 @@ class SqliteStore(SqlStore):
                     self.path, isolation_level=None, timeout=self.busy_timeout,
                     check_same_thread=False,
                 )
-                if _STATEMENTS is not None:
-                    conn.set_trace_callback(_count_statement)
                 try:
                     # Two processes switching a new file to WAL at once: one may be told "locked".
                     conn.execute("PRAGMA journal_mode=WAL")
@@ -122,12 +121,16 @@ class SqliteStore(SqlStore):
         raise StoreUnavailable(f"cannot open {self.path}")  # pragma: no cover - loop returns
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if _STATEMENTS is not None:
+            _count_statement(sql)
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _converted(exc, self.path) from exc
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if _STATEMENTS is not None:
+            _count_statement(sql)
         try:
             self._conn().executemany(sql, rows)
         except sqlite3.Error as exc:
