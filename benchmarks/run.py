@@ -8,7 +8,9 @@ gateway seconds / limit seconds. SQL statements are counted by the SQLite store 
 
     python benchmarks/run.py [--scale 1.0] [--placements N] [--seed 2026] [--keep DIR]
 
-The last line is ``placements_ratio=<x> resend_ratio=<y> release_ratio=<z> persons_ratio=<p>
+The release row is the daily job's own time (``job.done``'s ``duration_ms``; the ``tick`` that
+runs it also writes the rotation grids and the other daily jobs, shown on the ``daily jobs``
+row). The last line is ``placements_ratio=<x> resend_ratio=<y> release_ratio=<z> persons_ratio=<p>
 peak_rss_mb=<m>``.
 """
 
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -30,17 +34,24 @@ from benchmarks.generate import AS_OF, Sizes, generate, write_confirmations  # n
 
 CONFIG = (
     '[paths]\ninbox="inbox"\noutbox="outbox"\nvar="var"\n'
-    '[store]\nurl="sqlite:///var/g.db"\n[log]\nlevel="warning"\n[http]\nlisten=""\n'
+    '[store]\nurl="sqlite:///var/g.db"\n[log]\nlevel="info"\n[http]\nlisten=""\n'
 )
 
-# Runs a command and prints its wall time and the peak RSS of its process tree, as JSON.
+# Runs a command and prints its wall time, the peak RSS of its process tree and the durations
+# of the jobs it logged (``job.done``), as JSON.
 _MEASURE = """
 import json, resource, subprocess, sys, time
 started = time.perf_counter()
-code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
+run = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 seconds = time.perf_counter() - started
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-print(json.dumps({"seconds": seconds, "rss": rss, "code": code}))
+jobs = {}
+for line in run.stderr.splitlines():
+    if line.startswith("{"):
+        event = json.loads(line)
+        if event.get("event") == "job.done":
+            jobs[event["job"]] = event["duration_ms"] / 1000
+print(json.dumps({"seconds": seconds, "rss": rss, "code": run.returncode, "jobs": jobs}))
 """
 
 # The limit: stream each file with lxml, validating against the XSD, clearing as it goes.
@@ -78,13 +89,11 @@ class Row:
         return self.seconds / self.limit if self.limit else float("nan")
 
 
-def measure(command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
-    """Wall time, peak RSS (MiB) and exit code of ``command``."""
-    import os  # noqa: PLC0415
-
+def measure(command: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Wall time, peak RSS (MiB), exit code and job durations of ``command``."""
     result = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True,
                             text=True, check=True, cwd=ROOT, env={**os.environ, **(env or {})})
-    figures: dict[str, float] = json.loads(result.stdout)
+    figures: dict[str, Any] = json.loads(result.stdout)
     return figures
 
 
@@ -103,10 +112,21 @@ class Gateway:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "g.toml").write_text(CONFIG)
         self.peak = 0.0
+        self.last_jobs: dict[str, float] = {}
+
+    def tick(self, as_of: str, held: int, posts: int, original: list[Path]) -> list[Row]:
+        """``tick`` on the day the held placements are due: the release job's own row (against
+        the limit of their original file) and the whole tick's (grids, reports, retention)."""
+        whole = self.run("daily jobs", ["tick", "--as-of", as_of], posts, "tis-placements",
+                         original)
+        release = Row("release", held, self.last_jobs["release-deferred"], whole.rss,
+                      whole.statements, whole.limit)
+        return [release, whole]
 
     def run(self, flow: str, args: list[str], records: int, xsd: str,
-            limit_files: list[Path]) -> Row:
-        """One command, its SQL statements counted, against the limit of ``limit_files``."""
+            limit_files: list[Path], job: str = "") -> Row:
+        """One command, its SQL statements counted, against the limit of ``limit_files``;
+        with ``job``, the seconds are that scheduled job's own (from its ``job.done``)."""
         counter = self.folder / f"sql-{flow}.count"
         figures = measure([sys.executable, "-m", "gateway", *args[:1], "--config",
                            str(self.folder / "g.toml"), *args[1:]],
@@ -115,8 +135,9 @@ class Gateway:
             raise SystemExit(f"{flow}: dit-gateway exited {figures['code']}")
         self.peak = max(self.peak, figures["rss"])
         statements = int(counter.read_text()) if counter.exists() else -1
-        return Row(flow, records, figures["seconds"], figures["rss"], statements,
-                   limit(xsd, limit_files))
+        self.last_jobs = figures["jobs"]
+        seconds = figures["jobs"][job] if job else figures["seconds"]
+        return Row(flow, records, seconds, figures["rss"], statements, limit(xsd, limit_files))
 
 
 def count(paths: list[Path], tag: bytes) -> int:
@@ -152,8 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                    sizes.placements, "tis-placements", data["placements"]),
             gw.run("resend", ["process", "--as-of", as_of, str(data["resend"][0])],
                    sizes.placements, "tis-placements", data["resend"]),
-            gw.run("release", ["tick", "--as-of", released],
-                   held_count(sizes), "tis-placements", data["placements"]),
+            *gw.tick(released, held_count(sizes), sizes.posts, data["placements"]),
             gw.run("checks", ["process", "--as-of", as_of, str(data["checks"][0])],
                    sizes.applicants, "trac-checks", data["checks"]),
         ]

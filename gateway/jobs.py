@@ -6,6 +6,7 @@ outputs are atomic and its state changes happen once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -70,6 +71,7 @@ def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
     for job in JOBS:
         # The check, the plan and the commit under one work lock: no other process changes the
         # state a job plans from, and a job due once runs once.
+        started = time.monotonic()
         with pipeline.store.work_lock():
             ctx = Context(pipeline.settings, pipeline.store, as_of, pipeline.clock())
             key = as_of.isoformat() if force else job.due(ctx)
@@ -81,6 +83,7 @@ def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
                 partial(pipeline.store.set_job_run, job.name, key),
             )
         log.info("job.done", job=job.name, as_of=key, outputs=len(plan.outputs),
-                 records=len(plan.outcomes))
+                 records=len(plan.outcomes),
+                 duration_ms=round((time.monotonic() - started) * 1000))
         ran += 1
     return ran

@@ -18,10 +18,11 @@ import hashlib
 import io
 import json
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any, BinaryIO
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
@@ -83,22 +84,31 @@ def fingerprint(rows: list[Row]) -> str:
 
 
 def write_xlsx(fh: BinaryIO, vpd: str, rows: list[Row], as_of: date) -> None:
-    """The workbook: a header row in bold, frozen below it, widths set, dates as dates."""
-    book = Workbook()
-    sheet = book.worksheets[0]
-    sheet.title = f"{vpd} {as_of.isoformat()}"
-    sheet.append(HEADER)
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
-    for row in rows:
-        sheet.append(row)
+    """The workbook: a header row in bold, frozen below it, widths set, dates as dates.
+    Written in openpyxl's streaming (write-only) mode: a national grid in a fraction of the
+    time and memory of a workbook built cell by cell."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(f"{vpd} {as_of.isoformat()}")
     for column, width in enumerate(WIDTHS, start=1):
         sheet.column_dimensions[get_column_letter(column)].width = width
-    for row_cells in sheet.iter_rows(min_row=2):
-        for cell in row_cells:
-            if isinstance(cell.value, date):
-                cell.number_format = "yyyy-mm-dd"
     sheet.freeze_panes = "A2"
+    bold = Font(bold=True)
+    header = []
+    for title in HEADER:
+        cell = WriteOnlyCell(sheet, value=title)
+        cell.font = bold
+        header.append(cell)
+    sheet.append(header)
+    for row in rows:
+        cells: list[Any] = []
+        for value in row:
+            if isinstance(value, date):
+                cell = WriteOnlyCell(sheet, value=datetime.combine(value, time()))
+                cell.number_format = "yyyy-mm-dd"
+                cells.append(cell)
+            else:
+                cells.append(value)
+        sheet.append(cells)
     book.save(fh)
 
 
