@@ -110,7 +110,9 @@ def main() -> None:
 @main.command()
 @_config_option
 def run(config_path: Path | None) -> None:
-    """Run the daemon: watch the inboxes, run scheduled jobs, until SIGTERM or SIGINT.
+    """Run the daemon: watch the inboxes, poll SFTP partners, run scheduled jobs, and serve
+    /metrics, /healthz, /readyz and the status page on [http] listen (default 127.0.0.1:9180),
+    until SIGTERM or SIGINT.
 
     On a signal it finishes the file in hand and exits 0; a second signal forces.
     """
@@ -217,9 +219,10 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
 @_as_of_option
 def tick(config_path: Path | None, as_of: datetime | None) -> None:
     """Run the scheduled jobs once, now: the weekly duplicate-position report, the
-    release of deferred placements that are now due, and LOAD_UNCONFIRMED for applicant loads
+    release of deferred placements that are now due, LOAD_UNCONFIRMED for applicant loads
     ESR has not wholly confirmed after [rules] confirm_hours (hours counted to the run's time:
-    now when --as-of is today, else that day at the current time of day)."""
+    now when --as-of is today, else that day at the current time of day), the Medical Rotation
+    grid of every VPD whose grid changed, and retention ([retention] days before the day)."""
     from gateway.jobs import run_jobs  # noqa: PLC0415
 
     settings = _settings(config_path)

@@ -278,3 +278,34 @@ def test_loads_register_states_and_kept_placements(open_store: StoreFactory) -> 
     store.record_resend("2027-05-04", 1, "t")
     assert store.next_resend("2027-05-04") == 2
     assert store.next_resend("2027-05-05") == 1
+
+
+def test_the_checks_bulk_reads_answer_as_the_single_ones(open_store: StoreFactory) -> None:
+    """The checks flow's prefetch (applicants by VPD and date of birth, one-off transfers) gives
+    the answers of the one-at-a-time reads, on every backend; transfers recorded in a batch."""
+    from datetime import date  # noqa: PLC0415
+
+    from gateway.models import Placement, SentApplicant, Trainee  # noqa: PLC0415
+
+    store = open_store()
+    rows = []
+    for i, (vpd, born) in enumerate([("RGT", 1990), ("RGT", 1990), ("RGT", 1991), ("R1K", 1990)]):
+        trainee = Trainee(f"T{i}", "A", "B", date(born, 1, 1), "F", f"700000{i}")
+        p = Placement(f"P{i}", "upsert", "EOE/X/1", "In Post", "F1", "Med", date(2027, 6, 1),
+                      date(2027, 12, 1), "1.0", trainee)
+        rows.append(SentApplicant(f"P{i}", vpd, f"T{i}", "1001", "Lead", p))
+    with store.transaction():
+        store.save_applicants(rows, "t")
+        store.record_transfers([("RGT", "P0", "TR0", "sha", "t"), ("R1K", "P3", "TR3", "sha", "t")])
+    keys = {("RGT", "1990-01-01"), ("RGT", "1991-01-01"), ("R1K", "1990-01-01"),
+            ("RGT", "1980-01-01")}
+    many = store.applicants_born_many(keys)
+    assert set(many) == keys
+    for vpd, born in keys:
+        assert many[(vpd, born)] == store.applicants_born(vpd, born)
+    assert [a.placement_id for a in many[("RGT", "1990-01-01")]] == ["P0", "P1"]
+    done = store.transferred_many({"P0", "P1", "P3", "P9"})
+    assert done == {("RGT", "P0"), ("R1K", "P3")}
+    for vpd in ("RGT", "R1K"):
+        for pid in ("P0", "P1", "P3", "P9"):
+            assert ((vpd, pid) in done) == store.transferred(vpd, pid)

@@ -196,9 +196,8 @@ def remember(
     store.record_loads(loads, ctx.at)
     store.release(decision.release)
     window = timedelta(days=ctx.settings.rules.window_days)
-    for placement in decision.hold:
-        due = (placement.start - window).isoformat()
-        store.hold(placement, source, sha, due, ctx.now)
+    store.hold_many([(p, (p.start - window).isoformat()) for p in decision.hold], source, sha,
+                    ctx.now)
     keep, unkeep = kept_placements(decision, received)
     store.unkeep(unkeep)
     store.keep(keep, ctx.now)

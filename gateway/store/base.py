@@ -542,7 +542,7 @@ class SqlStore:
     def applicants_born(self, vpd: str, date_of_birth: str) -> list[SentApplicant]:
         """Applicants of the VPD (withdrawn or not) whose trainee was born that day."""
         rows = self._execute(
-            "SELECT data FROM applicants WHERE vpd = ? AND date_of_birth = ?",
+            "SELECT data FROM applicants WHERE vpd = ? AND date_of_birth = ? ORDER BY placement_id",
             (vpd, date_of_birth),
         )
         return [codec.loads(SentApplicant, r[0]) for r in rows]
@@ -554,6 +554,21 @@ class SqlStore:
             "INSERT INTO held_placements (placement_id, due, data, source_file, source_sha256,"
             " held_at) VALUES (?, ?, ?, ?, ?, ?)",
             (placement.placement_id, due, codec.dumps(placement), source_file, sha256, at),
+        )
+
+    def hold_many(
+        self, holds: Sequence[tuple[Placement, str]], source_file: str, sha256: str, at: str
+    ) -> None:
+        """:meth:`hold` of many (placement, due) at once: two statements, not two each (the
+        last of a placement held twice wins, as with :meth:`hold`)."""
+        holds = list({placement.placement_id: (placement, due)
+                      for placement, due in holds}.values())
+        self.release([placement.placement_id for placement, _due in holds])
+        self._executemany(
+            "INSERT INTO held_placements (placement_id, due, data, source_file, source_sha256,"
+            " held_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(placement.placement_id, due, codec.dumps(placement), source_file, sha256, at)
+             for placement, due in holds],
         )
 
     def release(self, placement_ids: Sequence[str]) -> None:
@@ -893,6 +908,45 @@ class SqlStore:
     def link_requeue(self, rid: int, requeued_from: int) -> None:
         """The ledger links a requeued file's receipt to the one that quarantined it."""
         self._execute("UPDATE receipts SET requeued_from = ? WHERE id = ?", (requeued_from, rid))
+
+    # --- bulk reads for the checks flow (a few statements per file, not per applicant) --------
+
+    def applicants_born_many(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[SentApplicant]]:
+        """:meth:`applicants_born` of many (vpd, date of birth) pairs at once."""
+        found: dict[tuple[str, str], list[SentApplicant]] = {key: [] for key in keys}
+        by_vpd: dict[str, list[str]] = {}
+        for vpd, born in found:
+            by_vpd.setdefault(vpd, []).append(born)
+        for vpd, days in sorted(by_vpd.items()):
+            for chunk in _chunks(sorted(days)):
+                for born, data in self._execute(
+                    "SELECT date_of_birth, data FROM applicants WHERE vpd = ?"
+                    f" AND date_of_birth IN ({_marks(chunk)}) ORDER BY placement_id",
+                    (vpd, *chunk),
+                ):
+                    found[(vpd, str(born))].append(codec.loads(SentApplicant, data))
+        return found
+
+    def transferred_many(self, placement_ids: Collection[str]) -> set[tuple[str, str]]:
+        """(vpd, placement id) of every one-off transfer of these placements (C3)."""
+        done: set[tuple[str, str]] = set()
+        for chunk in _chunks(sorted(set(placement_ids))):
+            done |= {(str(v), str(p)) for v, p in self._execute(
+                "SELECT vpd, placement_id FROM check_transfers"
+                f" WHERE placement_id IN ({_marks(chunk)})",
+                chunk,
+            )}
+        return done
+
+    def record_transfers(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """:meth:`record_transfer` of many (vpd, placement, applicant, sha256, at) at once."""
+        self._executemany(
+            "INSERT INTO check_transfers (vpd, placement_id, trac_applicant_id, source_sha256,"
+            " transferred_at) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
 
     def requeued_from(self, rid: int) -> int | None:
         """The receipt a requeued file came from."""

@@ -296,6 +296,12 @@ class Holds(Protocol):
         """Hold a deferred placement until ``due`` (A3), replacing an earlier hold."""
         ...
 
+    def hold_many(
+        self, holds: Sequence[tuple[Placement, str]], source_file: str, sha256: str, at: str
+    ) -> None:
+        """Hold many deferred placements, each until its due date, replacing earlier holds."""
+        ...
+
     def release(self, placement_ids: Sequence[str]) -> None:
         """Forget holds."""
         ...
@@ -332,6 +338,20 @@ class CheckTransfers(Protocol):
         self, vpd: str, placement_id: str, trac_applicant_id: str, sha256: str, at: str
     ) -> None:
         """Remember a one-off check transfer."""
+        ...
+
+    def applicants_born_many(
+        self, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[SentApplicant]]:
+        """Applicants by (vpd, date of birth) for many pairs at once (every pair present)."""
+        ...
+
+    def transferred_many(self, placement_ids: Collection[str]) -> set[tuple[str, str]]:
+        """(vpd, placement id) of every one-off transfer of these placements (C3)."""
+        ...
+
+    def record_transfers(self, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Remember many one-off transfers: (vpd, placement, applicant, sha256, at)."""
         ...
 
 
