@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
 from gateway.pipeline import Pipeline, parse
 from gateway.store import open_store
+from gateway.store.base import Receipt
 from gateway.store.interfaces import Store
 from gateway.xml.secure import read_root
 
@@ -192,26 +194,41 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
     processed; 2: usage (a FILE that does not exist) or configuration.
     """
     settings = _settings(config_path)
-    day = _day(as_of)
+
+    def claim(pipeline: Pipeline, path: Path) -> Receipt:
+        return pipeline.claim(path, _channel_of(path, settings, pipeline), copy=True)
+
+    sys.exit(_take_through(
+        settings, _day(as_of), [(str(path), partial(claim, path=path)) for path in files],
+        retried=" (the file stays in var/processing/ and is retried)",
+    ))
+
+
+def _take_through(
+    settings: config_module.Settings, day: date,
+    items: Sequence[tuple[str, Callable[[Pipeline], Receipt]]], *, retried: str = "",
+) -> int:
+    """Finish what a crash left, then claim and process each item in order (``process`` and
+    ``requeue``), printing each one's fate; the exit status (0, or 1 if one was rejected whole
+    or could not be processed)."""
     worst = EXIT_OK
     with _pipeline(settings) as pipeline, pipeline.holding():
         try:
             for receipt in pipeline.recover():
                 pipeline.process(receipt, day)
-            for path in files:
-                channel = _channel_of(path, settings, pipeline)
-                receipt = pipeline.claim(path, channel, copy=True)
+            for label, claim in items:
+                receipt = claim(pipeline)
                 status = pipeline.process(receipt, day)
-                click.echo(f"{path}: {status} ({settings.paths.acks / receipt.ack_name})")
+                click.echo(f"{label}: {status} ({settings.paths.acks / receipt.ack_name})")
                 if status == "rejected":
                     worst = EXIT_REJECTED
         except TransientError as exc:
-            click.echo(f"error: {exc} (the file stays in var/processing/ and is retried)", err=True)
+            click.echo(f"error: {exc}{retried}", err=True)
             worst = EXIT_REJECTED
         except OutputLost as exc:
             click.echo(f"error: {exc}", err=True)
             worst = EXIT_REJECTED
-    sys.exit(worst)
+    return worst
 
 
 @main.command()
@@ -462,21 +479,10 @@ def requeue(config_path: Path | None, as_of: datetime | None, everything: bool,
             click.echo(f"error: not in {quarantine}: {', '.join(missing)}", err=True)
             sys.exit(EXIT_USAGE)
         names = [name for name in found if name is not None]
-    day = _day(as_of)
-    worst = EXIT_OK
-    with _pipeline(settings) as pipeline, pipeline.holding():
-        try:
-            for receipt in pipeline.recover():
-                pipeline.process(receipt, day)
-            for name in names:
-                channel = _channel_of(quarantine / name, settings, pipeline)
-                receipt = requeue_file(pipeline, name, channel)
-                status = pipeline.process(receipt, day)
-                click.echo(f"{name}: {status} ({settings.paths.acks / receipt.ack_name})")
-                if status == "rejected":
-                    worst = EXIT_REJECTED
-        except (TransientError, OutputLost) as exc:
-            click.echo(f"error: {exc}", err=True)
-            worst = EXIT_REJECTED
+    def claim(pipeline: Pipeline, name: str) -> Receipt:
+        return requeue_file(pipeline, name, _channel_of(quarantine / name, settings, pipeline))
+
+    worst = _take_through(settings, _day(as_of),
+                          [(name, partial(claim, name=name)) for name in names])
     click.echo(f"{len(names)} file(s) requeued")
     sys.exit(worst)

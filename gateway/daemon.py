@@ -142,7 +142,7 @@ class Daemon:
             try:
                 while not self._stop.is_set():
                     self._step()
-                    self.ops.tick(self.pipeline.processed)
+                    self.ops.tick(self.pipeline.timings)
                     self._stop.wait(TICK_SECONDS)
             finally:
                 for exchange in self.exchanges:

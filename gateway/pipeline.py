@@ -123,7 +123,7 @@ class Pipeline:
         self.node = settings.store.node
         self.owner = str(owner.me(self.node))
         # (channel, seconds) of each file this process took to its end, for the daemon's metrics
-        self.processed: list[tuple[str, float]] = []
+        self.timings: list[tuple[str, float]] = []
         self._owed: dict[int, int] = {}  # attempts to give back once the store is writable
         self._dangling: set[int] = set()  # claims to drop once the store is writable
 
@@ -259,7 +259,7 @@ class Pipeline:
         outputs = [*plan.outputs, ack]
         self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of, kind)
         self._finalize(receipt, status)
-        self.processed.append((receipt.channel, time.monotonic() - started))
+        self.timings.append((receipt.channel, time.monotonic() - started))
         log.info(
             f"file.{status}",
             file=receipt.name,

@@ -19,29 +19,11 @@ from gateway.xml import writers
 
 
 @dataclass(frozen=True, slots=True)
-class StoreView:
-    """The read-only view of state the check rules ask for, answered by the store."""
-
-    store: CheckState
-
-    def sent(self, placement_id: str) -> Sequence[SentApplicant]:
-        """The applicant register rows of a placement."""
-        return self.store.sent(placement_id)
-
-    def applicants_born(self, vpd: str, date_of_birth: date) -> Sequence[SentApplicant]:
-        """Applicants of the VPD whose trainee was born that day."""
-        return self.store.applicants_born(vpd, date_of_birth.isoformat())
-
-    def transferred(self, vpd: str, placement_id: str) -> bool:
-        """Whether checks already went for the applicant."""
-        return self.store.transferred(vpd, placement_id)
-
-
-@dataclass(frozen=True, slots=True)
 class PrefetchedView:
-    """The same answers as :class:`StoreView`, read for the whole file in a few statements per
-    2,000 keys (placement ids and (VPD, date of birth) pairs of its applicants), not three per
-    applicant; a question outside the prefetch falls back to the store."""
+    """The check rules' view of the register (:class:`~gateway.rules.checks.CheckView`), read
+    for the whole file in a few statements per 2,000 keys (placement ids and (VPD, date of birth)
+    pairs of its applicants), not three per applicant; a question outside the prefetch is asked
+    of the store."""
 
     store: CheckState
     by_placement: dict[str, list[SentApplicant]]

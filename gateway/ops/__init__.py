@@ -41,11 +41,12 @@ class Operations:
         """Start the HTTP server (if ``[http] listen`` is set and free)."""
         self.http = server.start(self.settings, lambda: self.status)
 
-    def tick(self, processed: list[tuple[str, float]]) -> None:
-        """From the daemon's loop: feed the histogram, check the expectations when due."""
-        while processed:
-            channel, seconds = processed.pop(0)
+    def tick(self, timings: list[tuple[str, float]]) -> None:
+        """From the daemon's loop: feed the histogram (emptying ``timings``), check the
+        expectations when due."""
+        for channel, seconds in timings:
             self.metrics.observe(channel, seconds)
+        timings.clear()
         now = time.monotonic()
         if self.watch.expects and now >= self._next_check:
             self._next_check = now + self.watch.interval

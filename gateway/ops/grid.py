@@ -64,18 +64,10 @@ def _cells(placed: list[SentApplicant]) -> Row:
     """Name, GMC number, start, end, WTE of one or more trainees (``; `` between several)."""
     if not placed:
         return ("", "", None, None, "")
-    if len(placed) == 1:
-        p = placed[0].placement
-        name = f"{p.trainee.forenames} {p.trainee.surname}"
-        return (name, p.trainee.gmc_number, p.start, p.end, p.wte)
-
-    def joined(values: list[str]) -> str:
-        return "; ".join(values)
-
     ps = [a.placement for a in placed]
-    return (joined([f"{p.trainee.forenames} {p.trainee.surname}" for p in ps]),
-            joined([p.trainee.gmc_number for p in ps]), min(p.start for p in ps),
-            max(p.end for p in ps), joined([p.wte for p in ps]))
+    return ("; ".join(f"{p.trainee.forenames} {p.trainee.surname}" for p in ps),
+            "; ".join(p.trainee.gmc_number for p in ps), min(p.start for p in ps),
+            max(p.end for p in ps), "; ".join(p.wte for p in ps))
 
 
 def fingerprint(rows: list[Row]) -> str:

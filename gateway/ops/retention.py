@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway import logs
 from gateway.flows import Context, Plan
-from gateway.store.interfaces import Store
+from gateway.store.exchange import ExchangeLedger
 from gateway.transport import files
 
 log = logs.get("gateway.retention")
@@ -48,15 +48,6 @@ def _old(path: Path, cutoff: float) -> bool:
         return path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff
     except OSError:
         return False
-
-
-def _sent(store: Store, partner: str, path: str, sha256: str) -> bool:
-    rows = store.execute(
-        "SELECT 1 FROM sftp_deliveries WHERE partner = ? AND path = ? AND sha256 = ?"
-        " AND state = 'sent'",
-        (partner, path, sha256),
-    )
-    return bool(rows)
 
 
 def apply_retention(ctx: Context) -> Freed:
@@ -98,7 +89,8 @@ def _delivered_outputs(ctx: Context, cutoff: float, freed: Freed) -> None:
             freed.kept["outbox"] += 1
             continue
         sha = files.sha256_of(path)
-        if all(_sent(ctx.store, partner, relative.as_posix(), sha) for partner in partners):
+        ledger = ExchangeLedger(ctx.store)
+        if all(ledger.sent(partner, relative.as_posix(), sha) for partner in partners):
             freed.remove("outbox", path)
         else:
             freed.kept["outbox"] += 1

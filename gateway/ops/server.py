@@ -87,12 +87,11 @@ class Status:
 
     def ack(self, rid: int) -> bytes | None:
         """The acknowledgement of receipt ``rid``, or None."""
-        rows = self.store.execute("SELECT ack_name FROM receipts WHERE id = ?", (rid,))
-        if not rows:
+        name = OperationsLedger(self.store).ack_name(rid)
+        if name is None:
             return None
-        path = self.settings.paths.acks / str(rows[0][0])
         try:
-            return path.read_bytes()
+            return (self.settings.paths.acks / name).read_bytes()
         except OSError:
             return None
 

@@ -85,7 +85,6 @@ def check_identity(store: SqlStore, var: Path) -> None:
             "processed."
         )
     try:
-        modes.make_private(var)
         files.write_atomic(marker, f"{sid}\n".encode("ascii"))
     except TransientError as exc:
         raise StoreUnavailable(str(exc)) from exc

@@ -140,6 +140,16 @@ class ExchangeLedger:
         )
         return bool(rows)
 
+    def sent(self, partner: str, path: str, sha256: str) -> bool:
+        """Whether this content of this output is on the partner's server under its name (not
+        merely uploaded under a temporary one)."""
+        rows = self.store.execute(
+            "SELECT 1 FROM sftp_deliveries WHERE partner = ? AND path = ? AND sha256 = ?"
+            " AND state = ?",
+            (partner, path, sha256, SENT),
+        )
+        return bool(rows)
+
     def record_sending(self, delivery: Delivery, at: str) -> None:
         """The output is on the server whole, under its temporary name."""
         self.store.execute(

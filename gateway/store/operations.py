@@ -92,6 +92,11 @@ class OperationsLedger:
             ))
         return found
 
+    def ack_name(self, rid: int) -> str | None:
+        """The acknowledgement's file name of receipt ``rid``."""
+        rows = self.store.execute("SELECT ack_name FROM receipts WHERE id = ?", (rid,))
+        return str(rows[0][0]) if rows else None
+
     def file_rejections(self) -> list[tuple[str, str, int]]:
         """(channel, code, files) of files rejected whole."""
         rows = self.store.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import itertools
 import os
 import sqlite3
 import threading
@@ -42,17 +43,11 @@ def _converted(exc: sqlite3.Error, path: Path) -> Exception:
 # ``executemany`` of many rows is one) and write the count to FILE at exit (benchmarks/run.py:
 # statements per file should not grow with its records).
 _COUNT_FILE = os.environ.get("DIT_GATEWAY_COUNT_SQL")
-_STATEMENTS: list[int] | None = [0] if _COUNT_FILE else None
-
-
-def _count_statement(_sql: str) -> None:
-    if _STATEMENTS is not None:
-        _STATEMENTS[0] += 1
+_statements = itertools.count()
 
 
 def _write_count() -> None:
-    if _COUNT_FILE and _STATEMENTS is not None:
-        Path(_COUNT_FILE).write_text(f"{_STATEMENTS[0]}\n", encoding="ascii")
+    Path(_COUNT_FILE or os.devnull).write_text(f"{next(_statements)}\n", encoding="ascii")
 
 
 if _COUNT_FILE:
@@ -121,16 +116,16 @@ class SqliteStore(SqlStore):
         raise StoreUnavailable(f"cannot open {self.path}")  # pragma: no cover - loop returns
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        if _STATEMENTS is not None:
-            _count_statement(sql)
+        if _COUNT_FILE:
+            next(_statements)
         try:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _converted(exc, self.path) from exc
 
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if _STATEMENTS is not None:
-            _count_statement(sql)
+        if _COUNT_FILE:
+            next(_statements)
         try:
             self._conn().executemany(sql, rows)
         except sqlite3.Error as exc:
