@@ -1,4 +1,4 @@
-"""Outbound documents (spec section 5), streamed to a binary file with ``etree.xmlfile``.
+"""Outbound documents (spec section 5), streamed to a binary file as they are written.
 
 Each writer takes the open file and plain values; it never decides anything.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,58 +37,96 @@ NS = {
 }
 
 
-class _Doc:
-    """A document being written: elements in one default namespace.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_FLUSH_AT = 4096  # pieces buffered before they are checked, encoded and written
 
-    The root streams to the file; each record below it is built as a small in-memory subtree
-    and written whole when its ``element`` block closes (fast, and memory stays flat).
+
+def _text(value: str) -> str:
+    """Character data, escaped (``\\r`` too: a parser would turn it into ``\\n``)."""
+    if "&" in value or "<" in value or ">" in value or "\r" in value:
+        value = (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                 .replace("\r", "&#13;"))
+    return value
+
+
+def _attr(value: str) -> str:
+    """An attribute value between double quotes, escaped (whitespace too: a parser would
+    normalise it to spaces)."""
+    if ("&" in value or "<" in value or ">" in value or '"' in value or "\n" in value
+            or "\r" in value or "\t" in value):
+        value = (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                 .replace('"', "&quot;").replace("\n", "&#10;").replace("\r", "&#13;")
+                 .replace("\t", "&#9;"))
+    return value
+
+
+def _start(name: str, attrs: Mapping[str, str | None]) -> str:
+    return name + "".join(f' {k}="{_attr(v)}"' for k, v in attrs.items() if v is not None)
+
+
+class _Doc:
+    """The body of a document being written: elements in the root's default namespace.
+
+    Markup is produced as text (escaped here, checked for characters XML cannot carry) and
+    written in chunks as it goes, so that memory stays flat whatever the number of records:
+    building an lxml element per field cost more than everything else a flow does with a
+    record (docs/performance.md).
     """
 
-    def __init__(self, xf: Any, ns: str) -> None:
-        self.xf = xf
+    def __init__(self, fh: BinaryIO, ns: str) -> None:
+        self.fh = fh
         self.ns = ns
-        self._open: list[Any] = []
+        self._pieces: list[str] = []
+        self._depth = 0
 
     def q(self, name: str) -> str:
         return f"{{{self.ns}}}{name}"
 
-    def _new(self, name: str, attrs: Mapping[str, str | None]) -> Any:
-        clean = {k: v for k, v in attrs.items() if v is not None}
-        if self._open:
-            return etree.SubElement(self._open[-1], self.q(name), clean)
-        nsmap: Any = {None: self.ns}
-        return etree.Element(self.q(name), clean, nsmap=nsmap)
+    def _put(self, piece: str) -> None:
+        self._pieces.append(piece)
+        if len(self._pieces) >= _FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered; a character XML cannot carry is refused, not written."""
+        chunk = "".join(self._pieces)
+        self._pieces.clear()
+        bad = _NOT_XML.search(chunk)
+        if bad:
+            raise ValueError(f"character U+{ord(bad.group()):04X} cannot be written in XML")
+        self.fh.write(chunk.encode("utf-8"))
 
     def leaf(self, name: str, value: object | None, **attrs: str | None) -> None:
         """``<name>value</name>``, or nothing when value is None."""
         if value is None:
             return
-        el = self._new(name, attrs)
-        el.text = str(value)
-        if not self._open:
-            self.xf.write(el, "\n")
+        start = _start(name, attrs) if attrs else name
+        self._put(f"<{start}>{_text(str(value))}</{name}>{'' if self._depth else chr(10)}")
 
     def leaves(self, pairs: Iterable[tuple[str, object | None]]) -> None:
-        for name, value in pairs:
-            self.leaf(name, value)
+        """Leaves in order, those whose value is None left out."""
+        self._put("".join(f"<{name}>{_text(str(value))}</{name}>"
+                          for name, value in pairs if value is not None))
 
     def write(self, element: Any) -> None:
-        """Append a finished element (a copy when inside a record)."""
-        if self._open:
-            self._open[-1].append(element)
-        else:
-            self.xf.write(element, "\n")
+        """Append a finished lxml element; its tags are taken into this document's namespace
+        (it is written without a namespace of its own, inside the root's default one)."""
+        for node in element.iter():
+            if isinstance(node.tag, str):
+                node.tag = etree.QName(node).localname
+        etree.cleanup_namespaces(element)
+        text = etree.tostring(element, encoding="unicode", with_tail=False)
+        self._put(text if self._depth else text + "\n")
 
     @contextmanager
-    def element(self, name: str, attrs: Mapping[str, str | None] | None = None) -> Iterator[Any]:
-        el = self._new(name, attrs or {})
-        self._open.append(el)
+    def element(self, name: str, attrs: Mapping[str, str | None] | None = None) -> Iterator[None]:
+        self._put(f"<{_start(name, attrs) if attrs else name}>")
+        self._depth += 1
         try:
-            yield el
+            yield
         finally:
-            self._open.pop()
-        if not self._open:
-            self.xf.write(el, "\n")
+            self._depth -= 1
+        self._put(f"</{name}>{'' if self._depth else chr(10)}")
 
     def address(self, address: Address | None) -> None:
         if address is None:
@@ -110,14 +149,15 @@ class _Doc:
 def document(
     fh: BinaryIO, kind: str, root: str, attrs: Mapping[str, str | None]
 ) -> Iterator[_Doc]:
-    """Open an XML document of ``kind`` with its root element; yields a writer for its body."""
+    """Open an XML document of ``kind`` with its root element; yields a writer for its body.
+    The document is finished (root closed, everything written) only when the block ends
+    without an exception."""
     ns = NS[kind]
-    with etree.xmlfile(fh, encoding="utf-8") as xf:
-        xf.write_declaration()
-        with xf.element(f"{{{ns}}}{root}", {k: v for k, v in attrs.items() if v is not None},
-                        nsmap={None: ns}):
-            xf.write("\n")
-            yield _Doc(xf, ns)
+    doc = _Doc(fh, ns)
+    doc._put(f"<?xml version='1.0' encoding='utf-8'?>\n<{_start(root, {'xmlns': ns, **attrs})}>\n")
+    yield doc
+    doc._put(f"</{root}>\n")
+    doc.flush()
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +273,13 @@ def write_notifications(
 def write_notifications_csv(fh: BinaryIO, notices: Iterable[Notice]) -> None:
     """The same notification rows as CSV (UTF-8, header row, one row per notification)."""
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=NOTICE_FIELDS, lineterminator="\r\n")
-    writer.writeheader()
-    for n in notices:
-        writer.writerow({k: v or "" for k, v in _notice_row(n).items()})
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(NOTICE_FIELDS)
+    writer.writerows(
+        (n.type.value, n.placement_id or "", n.dpn or "", n.position_number or "",
+         n.trainee or "", n.old_value or "", n.new_value or "", n.reason or "", n.text or "")
+        for n in notices
+    )
     fh.write(text.getvalue().encode("utf-8"))
 
 
@@ -419,12 +462,7 @@ def write_check_load(
             ids = {"placementId": placement_id, "tracApplicantId": trac_id}
             with doc.element("ApplicantChecks", ids):
                 for check in checks:
-                    element = etree.fromstring(check.xml, parser)
-                    for node in element.iter():
-                        if isinstance(node.tag, str):
-                            node.tag = doc.q(etree.QName(node).localname)
-                    etree.cleanup_namespaces(element)
-                    doc.write(element)
+                    doc.write(etree.fromstring(check.xml, parser))
 
 
 @dataclass(frozen=True, slots=True)

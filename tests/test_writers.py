@@ -1,0 +1,94 @@
+"""The writers produce their text themselves (for speed): what they escape must come back
+exactly from a parser, valid against the document's XSD, and what XML cannot carry is refused."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from gateway.errors import FileError
+from gateway.models import (
+    Address,
+    ApplicantRecord,
+    Notice,
+    NoticeType,
+    Outcome,
+    Placement,
+    Result,
+    Totals,
+    Trainee,
+)
+from gateway.xml import writers
+from tests.xsdcheck import assert_valid
+
+AWKWARD = 'Ann & <Bob> "O\'Neil" ]]> – Zoë\ttab'
+NS = "{urn:dit-gateway:esr:applicant-load:1}"
+
+
+def _record(forenames: str = AWKWARD, line1: str = "1 <High> & Low St") -> ApplicantRecord:
+    trainee = Trainee("TP1", forenames, "Smith", date(1990, 1, 2), "F", "1234567",
+                      address=Address(line1, postcode="AB1 2CD"))
+    placement = Placement("P&1", "upsert", "EOE/RGT00/001/FY1/001", "In Post", "F1", "GM",
+                          date(2026, 12, 2), date(2027, 8, 1), "1.0", trainee)
+    return ApplicantRecord("P&1", "RGT", "create", "Lead", "1001", placement.dpn, placement,
+                           changed=("Surname",))
+
+
+def test_applicant_load_round_trips_what_it_escapes(tmp_path: Path) -> None:
+    out = tmp_path / "load.xml"
+    with out.open("wb") as fh:
+        writers.write_applicant_load(fh, "RGT", "2026-11-02T10:00:00Z", 'a "b"\n.xml',
+                                     "0" * 64, [_record(), _record("Plain")])
+    root = assert_valid(out)
+    assert root.get("sourceFile") == 'a "b"\n.xml'
+    first, second = root.findall(f"{NS}Applicant")
+    assert first.get("placementId") == "P&1"
+    assert first.findtext(f"{NS}Forenames") == AWKWARD
+    assert first.findtext(f"{NS}Address/{NS}Line1") == "1 <High> & Low St"
+    assert first.findtext(f"{NS}Changed/{NS}Field") == "Surname"
+    assert second.findtext(f"{NS}Forenames") == "Plain"
+
+
+def test_ack_and_notifications_round_trip(tmp_path: Path) -> None:
+    ack = tmp_path / "ack.xml"
+    header = writers.AckHeader("f&<>.xml", "a" * 64, "2026-11-02T10:00:00Z", "tis",
+                               "processed", "2026-11-02T10:00:01Z")
+    outcomes = [Outcome("R<1>", Result.REJECTED, "bad & \"worse\"\r\nthen", "UNKNOWN_DPN", "RGT")]
+    with ack.open("wb") as fh:
+        writers.write_ack(fh, header, [FileError("SCHEMA_INVALID", "x < y", 3, 4)], outcomes,
+                          Totals.of(outcomes))
+    root = assert_valid(ack)
+    ns = "{urn:dit-gateway:ack:1}"
+    assert root.get("file") == "f&<>.xml"
+    assert root.findtext(f"{ns}Error") == "x < y"
+    outcome = root.find(f"{ns}Outcome")
+    assert outcome is not None
+    assert outcome.get("recordId") == "R<1>"
+    assert outcome.text == 'bad & "worse"\r\nthen'  # \r kept as a character reference
+
+    notes = tmp_path / "n.xml"
+    with notes.open("wb") as fh:
+        writers.write_notifications(fh, "RGT", [Notice(NoticeType.REJECTED, "RGT", AWKWARD,
+                                                       trainee="A\nB")], "2026-11-02T10:00:00Z")
+    row = assert_valid(notes)[0]
+    assert (row.text, row.get("trainee")) == (AWKWARD, "A\nB")
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\x07", "\x1b", "\ufffe"])
+def test_a_character_xml_cannot_carry_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="cannot be written in XML"):
+        writers.write_applicant_load(io.BytesIO(), "RGT", "now", "f.xml", "0" * 64,
+                                     [_record(f"A{bad}B")])
+
+
+def test_large_documents_are_written_in_chunks_and_stay_well_formed() -> None:
+    fh = io.BytesIO()
+    records = [_record(f"N{i}") for i in range(10_000)]
+    writers.write_applicant_load(fh, "RGT", "now", "f.xml", "0" * 64, records)
+    root = etree.fromstring(fh.getvalue())
+    names = [a.findtext(f"{NS}Forenames") for a in root]
+    assert names == [f"N{i}" for i in range(10_000)]
