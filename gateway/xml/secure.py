@@ -127,7 +127,9 @@ class Root:
     attributes: dict[str, str]
 
 
-def _iterparse(src: Any, events: tuple[str, ...], schema: etree.XMLSchema | None) -> Any:
+def _iterparse(
+    src: Any, events: tuple[str, ...], schema: etree.XMLSchema | None, tag: str | None = None
+) -> Any:
     kwargs: dict[str, Any] = {
         "events": events,
         "resolve_entities": False,
@@ -139,6 +141,8 @@ def _iterparse(src: Any, events: tuple[str, ...], schema: etree.XMLSchema | None
     }
     if schema is not None:
         kwargs["schema"] = schema
+    if tag is not None:
+        kwargs["tag"] = tag
     context = etree.iterparse(src, **kwargs)
     context.resolvers.add(_DenyResolver())
     return context
@@ -183,14 +187,48 @@ def read_root(path: Path, max_bytes: int) -> Root:
 
 
 def iter_records(
-    path: Path, schema: etree.XMLSchema | None, max_bytes: int
+    path: Path, schema: etree.XMLSchema | None, max_bytes: int, record: str | None = None
 ) -> Iterator[Any]:
     """Yield each child of the root (a record) once complete, validated as the file streams.
 
     Each record is cleared after the consumer has taken it, so memory stays flat. If the file
     turns out invalid, :class:`RejectedFile` is raised with every schema error and its line; the
     consumer must therefore not act on records until the iterator is exhausted.
+
+    With a schema and the records' tag (``{namespace}Name``, the only child its root may have),
+    only the records' own end events reach Python: the schema refuses any element it does not
+    declare as it streams, so no element can nest deeper than the schema allows. A file that
+    fails is read again the careful way, which says why exactly (FORBIDDEN_XML for XInclude or
+    deep nesting, as always).
     """
+    if schema is None or record is None:
+        yield from _careful_records(path, schema, max_bytes)
+        return
+    try:
+        with open_bounded(path, max_bytes) as src:
+            context = _iterparse(src, ("end", "start-ns"), schema, tag=record)
+            for event, element in context:
+                if event == "start-ns":
+                    if element[1] == XINCLUDE_NS:
+                        raise RejectedFile.one("FORBIDDEN_XML", "XInclude is not allowed")
+                    continue
+                parent = element.getparent()
+                if parent is None or parent.getparent() is not None:
+                    continue  # not a child of the root (the schema allows none such)
+                yield element
+                element.clear(keep_tail=False)
+                while element.getprevious() is not None:
+                    del parent[0]
+    except (etree.XMLSyntaxError, RejectedFile) as fast:
+        for _record in _careful_records(path, schema, max_bytes):
+            pass
+        raise (fast if isinstance(fast, RejectedFile) else _not_well_formed(fast)) from None
+
+
+def _careful_records(
+    path: Path, schema: etree.XMLSchema | None, max_bytes: int
+) -> Iterator[Any]:
+    """:func:`iter_records` with every element's start checked (depth, XInclude, DOCTYPE)."""
     depth = 0
     try:
         with open_bounded(path, max_bytes) as src:
