@@ -130,9 +130,12 @@ class PlacementDecision:
 
 
 def decide(
-    placements: Sequence[Placement], view: PlacementView, as_of: date, rules: Rules
+    placements: Iterable[Placement], view: PlacementView, as_of: date, rules: Rules
 ) -> PlacementDecision:
-    """Decide the placements of one file, in order: one outcome each (A1–A12)."""
+    """Decide the placements of one file, in order: one outcome each (A1–A12).
+
+    ``placements`` is iterated once, in order (the view may follow it: the flow's reads the
+    state of a window of placements at a time)."""
     state = _Overlay(view)
     decision = PlacementDecision()
     seen: set[str] = set()

@@ -94,6 +94,22 @@ _RECEIPT_COLUMNS = (
 CLAIMING, CLAIMED = "claiming", "claimed"
 _REGISTER_COLUMNS = "data, last_action, esr_state, load_file, load_record"
 # R4: a create ESR failed made no applicant, so it occupies no position (A7).
+@dataclass(frozen=True, slots=True)
+class _Period:
+    start: date
+    end: date
+
+
+@dataclass(frozen=True, slots=True)
+class _Occupying:
+    """The part of a register row that occupancy needs: decoding only these fields of its
+    JSON skips the rest (the trainee, the address) unbuilt."""
+
+    placement_id: str
+    tis_person_id: str
+    placement: _Period
+
+
 _NOT_FAILED_CREATE = "NOT (esr_state = 'failed' AND COALESCE(last_action, '') = 'create')"
 
 
@@ -662,7 +678,7 @@ class SqlStore:
             ):
                 rows = found.get((str(vpd), str(number)))
                 if rows is not None:
-                    a = codec.loads(SentApplicant, data)
+                    a = codec.loads(_Occupying, data)
                     rows.append(Occupant(a.tis_person_id, None, a.placement.start,
                                          a.placement.end, a.placement_id))
         for chunk in _chunks(numbers):

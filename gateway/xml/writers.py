@@ -79,9 +79,6 @@ class _Doc:
         self._pieces: list[str] = []
         self._depth = 0
 
-    def q(self, name: str) -> str:
-        return f"{{{self.ns}}}{name}"
-
     def _put(self, piece: str) -> None:
         self._pieces.append(piece)
         if len(self._pieces) >= _FLUSH_AT:
