@@ -8,13 +8,17 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gateway.flows.placements import PrefetchedView, StoreView
-from gateway.models import Assignment, Occupant, Person, Position
-from gateway.rules.placements import PlacementView
+from gateway.flows.placements import PrefetchedView, StoreView, WindowedView
+from gateway.models import Assignment, Occupant, Person, Placement, Position
+from gateway.rules.placements import PlacementView, decide
 from tests.conftest import Gateway
 from tests.test_rules_placements import (
+    AS_OF,
     DPN,
+    RULES,
     FakeView,
     day,
     person,
@@ -131,3 +135,36 @@ def test_held_agrees(gateway: Gateway, kind: str, pid: str) -> None:
     fake, real = both_views(gateway, kind)
     assert fake.held(pid) == real.held(pid)
     assert replace(fake, holds={}).held(pid) is None
+
+
+@st.composite
+def _placements(draw: st.DrawFn) -> Placement:
+    """A placement of the world's ids, DPNs and trainees (or of none)."""
+    start = draw(st.integers(-3, 130))
+    return placement(
+        draw(st.sampled_from(["P1", "P2", "P3", "P4", "P9"])),
+        start=start,
+        end=start + draw(st.integers(-1, 120)),
+        action=draw(st.sampled_from(["upsert", "upsert", "withdraw"])),
+        dpn=draw(st.sampled_from([DPN, DPN, OTHER_DPN, "EOE/NONE/1"])),
+        trainee=draw(st.sampled_from(
+            [trainee(), trainee(tis_person_id="T2"),
+             trainee(tis_person_id="T3", date_of_birth=date(1990, 1, 1))])),
+    )
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=st.lists(_placements(), max_size=10), size=st.integers(1, 4))
+def test_a_windowed_view_decides_as_the_whole_file_prefetched(
+    gateway: Gateway, file: list[Placement], size: int
+) -> None:
+    """Reading the state a few placements at a time (as the flow does for large files) decides
+    every file exactly as reading it for the whole file at once: the same outcomes, records,
+    notices, register rows, holds and releases — across windows too (a placement id twice, two
+    placements on one position, a replacement)."""
+    if not gateway.store.positions("RGT"):
+        both_views(gateway)  # the world, once per test (decide only reads)
+    whole = decide(file, PrefetchedView.of(gateway.store, file), AS_OF, RULES)
+    view = WindowedView(gateway.store, size)
+    assert decide(view.over(file), view, AS_OF, RULES) == whole
