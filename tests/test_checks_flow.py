@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from gateway.flows.checks import PrefetchedView, WindowedView
+from gateway.models import CheckApplicant
+from gateway.rules.checks import decide
 from tests import builders as b
-from tests.conftest import write_config
+from tests.conftest import Gateway, write_config
+from tests.test_rules_checks import AS_OF, applicant, match, row
 from tests.xsdcheck import assert_all_valid, assert_valid
 
 ACK = "{urn:dit-gateway:ack:1}"
@@ -136,3 +144,39 @@ def test_one_off_rule_survives_a_restart_and_a_resent_file(root: Path) -> None:
     assert assert_valid(root / "outbox/reports/acks/b.ack.xml").get("status") == "duplicate"
     assert outcomes(root, "c") == [("TR1", "rejected", "ALREADY_TRANSFERRED")]
     assert len(list((root / "outbox" / "esr" / "RGT").glob("checks-*.xml"))) == 1
+
+
+# --- the flow's windowed view decides as the whole file's prefetch ----------------------------
+
+_ROWS = [row("P-1"), row("P-2", vpd="R1K"), row("P-3", withdrawn=True),
+         row("P-4", tis_person_id="T4", forenames="Sam", date_of_birth=date(1990, 1, 1))]
+
+
+@st.composite
+def _applicants(draw: st.DrawFn) -> CheckApplicant:
+    """An applicant of the register's VPDs, matched by placement id or by demographics."""
+    pid = draw(st.sampled_from([None, "P-1", "P-2", "P-3", "P-4", "P-9"]))
+    who = draw(st.sampled_from([match(), match(forenames="Sam", date_of_birth=date(1990, 1, 1),
+                                               nino=None, gmc_number=None)]))
+    return applicant(draw(st.sampled_from(["TRAC-1", "TRAC-2", "TRAC-3"])),
+                     vpd=draw(st.sampled_from(["RGT", "R1K"])),
+                     who=replace(who, tis_placement_id=pid))
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=st.lists(_applicants(), max_size=10), size=st.integers(1, 4))
+def test_a_windowed_view_decides_as_the_whole_file_prefetched(
+    gateway: Gateway, file: list[CheckApplicant], size: int
+) -> None:
+    """The checks flow reads the register a few applicants at a time for large files: every
+    file is decided as with the whole file read at once (the same applicant twice across
+    windows, a transfer recorded by an earlier file, a withdrawn row)."""
+    store = gateway.store
+    if not store.sent("P-1"):
+        with store.transaction():
+            store.save_applicants(_ROWS, "t")
+            store.record_transfers([("R1K", "P-2", "TRAC-0", "sha", "t")])
+    whole = decide(file, PrefetchedView.of(store, file), AS_OF)
+    view = WindowedView(store, size)
+    assert decide(view.over(file), view, AS_OF) == whole

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Protocol
@@ -99,8 +99,9 @@ class _Refusal(Exception):
         self.row = row
 
 
-def decide(applicants: Sequence[CheckApplicant], view: CheckView, as_of: date) -> CheckDecision:
-    """C1–C6 for every applicant of a check file, in order; one outcome each."""
+def decide(applicants: Iterable[CheckApplicant], view: CheckView, as_of: date) -> CheckDecision:
+    """C1–C6 for every applicant of a check file, in order; one outcome each (``applicants`` is
+    iterated once: the view may follow it)."""
     decision = CheckDecision()
     done: set[tuple[str, str]] = set()  # (vpd, placement_id) transferred earlier in this file
     for applicant in applicants:
