@@ -932,17 +932,15 @@ class SqlStore:
     ) -> dict[tuple[str, str], list[SentApplicant]]:
         """:meth:`applicants_born` of many (vpd, date of birth) pairs at once."""
         found: dict[tuple[str, str], list[SentApplicant]] = {key: [] for key in keys}
-        by_vpd: dict[str, list[str]] = {}
-        for vpd, born in found:
-            by_vpd.setdefault(vpd, []).append(born)
-        for vpd, days in sorted(by_vpd.items()):
-            for chunk in _chunks(sorted(days)):
-                for born, data in self._execute(
-                    "SELECT date_of_birth, data FROM applicants WHERE vpd = ?"
-                    f" AND date_of_birth IN ({_marks(chunk)}) ORDER BY placement_id",
-                    (vpd, *chunk),
-                ):
-                    found[(vpd, str(born))].append(codec.loads(SentApplicant, data))
+        for chunk in _chunks(sorted({born for _vpd, born in found})):
+            for vpd, born, data in self._execute(
+                "SELECT vpd, date_of_birth, data FROM applicants"
+                f" WHERE date_of_birth IN ({_marks(chunk)}) ORDER BY placement_id",
+                chunk,
+            ):
+                rows = found.get((str(vpd), str(born)))
+                if rows is not None:
+                    rows.append(codec.loads(SentApplicant, data))
         return found
 
     def transferred_many(self, placement_ids: Collection[str]) -> set[tuple[str, str]]:
