@@ -70,6 +70,17 @@ class _BoundedReader(io.RawIOBase):
         return bytes(data)
 
 
+class _SmallReads:
+    """A stream handed to the parser 4 KiB at a time (lxml asks for 32 KiB)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._inner.read(4096 if size < 0 else min(size, 4096))
+        return data
+
+
 class _DenyResolver(etree.Resolver):
     """Refuses every external resource: no file, no URL is ever read while parsing."""
 
@@ -173,7 +184,8 @@ def read_root(path: Path, max_bytes: int) -> Root:
     _prescan(path, max_bytes)
     with open_bounded(path, max_bytes) as src:
         try:
-            for event, element in _iterparse(src, ("start", "start-ns"), None):
+            # lxml parses each block it reads before it yields; the root is near the start.
+            for event, element in _iterparse(_SmallReads(src), ("start", "start-ns"), None):
                 if event == "start-ns":
                     if element[1] == XINCLUDE_NS:
                         raise RejectedFile.one("FORBIDDEN_XML", "XInclude is not allowed")
