@@ -93,11 +93,11 @@ class ConfirmationDecision:
 def decide(document: LoadConfirmation, view: LoadView) -> ConfirmationDecision:
     """R1–R5 for every confirmation of the file, in order: one outcome each."""
     decision = ConfirmationDecision()
-    statuses = {(r.placement_id, r.action): r.status for r in view.load.records} if (
-        view.load) else {}
+    records = _records(view.load)
+    statuses = {key: r.status for key, r in records.items()}
     for confirmation in document.confirmations:
         key = (confirmation.placement_id, confirmation.action)
-        record = _record(view.load, key)
+        record = records.get(key)
         if view.load is None or record is None:
             decision.outcomes.append(_refused(document, view.load is None, confirmation))
         elif statuses.get(key) == confirmation.status:
@@ -108,10 +108,12 @@ def decide(document: LoadConfirmation, view: LoadView) -> ConfirmationDecision:
     return decision
 
 
-def _record(load: LoadFile | None, key: tuple[str, str]) -> LoadRecord | None:
-    if load is None:
-        return None
-    return next((r for r in load.records if (r.placement_id, r.action) == key), None)
+def _records(load: LoadFile | None) -> dict[tuple[str, str], LoadRecord]:
+    """The load's records by (placement id, action), the first of each (as written)."""
+    found: dict[tuple[str, str], LoadRecord] = {}
+    for r in load.records if load else ():
+        found.setdefault((r.placement_id, r.action), r)
+    return found
 
 
 def _refused(document: LoadConfirmation, no_load: bool, c: Confirmation) -> Outcome:
