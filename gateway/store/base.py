@@ -511,6 +511,10 @@ class SqlStore:
             for pid, start, end in rows
         ]
 
+    def _select_in(self, sql: str, chunk: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``sql``, whose one ``IN (?)`` stands for the values of ``chunk``."""
+        return self._execute(sql.replace("IN (?)", f"IN ({_marks(chunk)})"), chunk)
+
     # --- applicant register --------------------------------------------------------------------
 
     def save_applicants(self, rows: Sequence[SentApplicant], at: str) -> None:
@@ -627,8 +631,8 @@ class SqlStore:
         """(vpd, position) of every registered position carrying each DPN, in any VPD."""
         found: dict[str, list[tuple[str, Position]]] = {d: [] for d in dpns}
         for chunk in _chunks(sorted(dpns)):
-            for vpd, dpn, data in self._execute(
-                f"SELECT vpd, dpn, data FROM positions WHERE dpn IN ({_marks(chunk)})"
+            for vpd, dpn, data in self._select_in(
+                "SELECT vpd, dpn, data FROM positions WHERE dpn IN (?)"
                 " ORDER BY vpd, esr_position_id",
                 chunk,
             ):
@@ -641,9 +645,9 @@ class SqlStore:
         """Persons of each (VPD, date of birth)."""
         found: dict[tuple[str, str], list[Person]] = {k: [] for k in keys}
         for chunk in _chunks(sorted({dob for _vpd, dob in keys})):
-            for vpd, dob, data in self._execute(
+            for vpd, dob, data in self._select_in(
                 "SELECT vpd, date_of_birth, data FROM persons"
-                f" WHERE date_of_birth IN ({_marks(chunk)})",
+                " WHERE date_of_birth IN (?)",
                 chunk,
             ):
                 rows = found.get((str(vpd), str(dob)))
@@ -655,9 +659,9 @@ class SqlStore:
         """The register rows of each placement, one per VPD it was sent to."""
         found: dict[str, list[SentApplicant]] = {p: [] for p in placement_ids}
         for chunk in _chunks(sorted(placement_ids)):
-            for pid, *row in self._execute(
+            for pid, *row in self._select_in(
                 f"SELECT placement_id, {_REGISTER_COLUMNS} FROM applicants"
-                f" WHERE placement_id IN ({_marks(chunk)}) ORDER BY placement_id, vpd",
+                f" WHERE placement_id IN (?) ORDER BY placement_id, vpd",
                 chunk,
             ):
                 found[str(pid)].append(_registered(*row))
@@ -671,9 +675,9 @@ class SqlStore:
         found: dict[tuple[str, str], list[Occupant]] = {k: [] for k in keys}
         numbers = sorted({n for _vpd, n in keys})
         for chunk in _chunks(numbers):
-            for vpd, number, data in self._execute(
+            for vpd, number, data in self._select_in(
                 "SELECT vpd, position_number, data FROM applicants WHERE withdrawn = 0"
-                f" AND {_NOT_FAILED_CREATE} AND position_number IN ({_marks(chunk)})",
+                f" AND {_NOT_FAILED_CREATE} AND position_number IN (?)",
                 chunk,
             ):
                 rows = found.get((str(vpd), str(number)))
@@ -682,9 +686,9 @@ class SqlStore:
                     rows.append(Occupant(a.tis_person_id, None, a.placement.start,
                                          a.placement.end, a.placement_id))
         for chunk in _chunks(numbers):
-            for vpd, number, pid, start, end in self._execute(
+            for vpd, number, pid, start, end in self._select_in(
                 "SELECT vpd, position_number, esr_person_id, start_date, end_date FROM assignments"
-                f" WHERE status <> 'Terminated' AND position_number IN ({_marks(chunk)})",
+                " WHERE status <> 'Terminated' AND position_number IN (?)",
                 chunk,
             ):
                 rows = found.get((str(vpd), str(number)))
@@ -696,9 +700,9 @@ class SqlStore:
         """The held placements among ``placement_ids``."""
         found: dict[str, Placement] = {}
         for chunk in _chunks(sorted(placement_ids)):
-            for pid, data in self._execute(
+            for pid, data in self._select_in(
                 "SELECT placement_id, data FROM held_placements"
-                f" WHERE placement_id IN ({_marks(chunk)})",
+                " WHERE placement_id IN (?)",
                 chunk,
             ):
                 found[str(pid)] = codec.loads(Placement, data)
@@ -933,9 +937,9 @@ class SqlStore:
         """:meth:`applicants_born` of many (vpd, date of birth) pairs at once."""
         found: dict[tuple[str, str], list[SentApplicant]] = {key: [] for key in keys}
         for chunk in _chunks(sorted({born for _vpd, born in found})):
-            for vpd, born, data in self._execute(
+            for vpd, born, data in self._select_in(
                 "SELECT vpd, date_of_birth, data FROM applicants"
-                f" WHERE date_of_birth IN ({_marks(chunk)}) ORDER BY placement_id",
+                " WHERE date_of_birth IN (?) ORDER BY placement_id",
                 chunk,
             ):
                 rows = found.get((str(vpd), str(born)))
@@ -947,9 +951,9 @@ class SqlStore:
         """(vpd, placement id) of every one-off transfer of these placements (C3)."""
         done: set[tuple[str, str]] = set()
         for chunk in _chunks(sorted(set(placement_ids))):
-            done |= {(str(v), str(p)) for v, p in self._execute(
+            done |= {(str(v), str(p)) for v, p in self._select_in(
                 "SELECT vpd, placement_id FROM check_transfers"
-                f" WHERE placement_id IN ({_marks(chunk)})",
+                " WHERE placement_id IN (?)",
                 chunk,
             )}
         return done

@@ -124,6 +124,11 @@ class PostgresStore(SqlStore):
             self._broken(conn)
             raise _converted(exc) from exc
 
+    def _select_in(self, sql: str, chunk: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``IN (?)`` as ``= ANY(?)`` of one array: a short query text, parsed once, instead of
+        one placeholder per key (psycopg converts a query over 4 KiB afresh each time)."""
+        return self._execute(sql.replace("IN (?)", "= ANY(?)"), (list(chunk),))
+
     def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
