@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -133,7 +133,9 @@ class SqlStore:
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """One statement for many rows; ``rows`` may be a generator (consumed once: a large
+        batch is then never held whole)."""
         raise NotImplementedError
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -527,7 +529,7 @@ class SqlStore:
             " position_number = excluded.position_number,"
             " date_of_birth = excluded.date_of_birth, withdrawn = excluded.withdrawn,"
             " data = excluded.data, updated_at = excluded.updated_at",
-            [
+            (
                 (
                     r.placement_id,
                     r.vpd,
@@ -539,7 +541,7 @@ class SqlStore:
                     at,
                 )
                 for r in rows
-            ],
+            ),
         )
 
     def sent(self, placement_id: str) -> list[SentApplicant]:
@@ -587,8 +589,8 @@ class SqlStore:
         self._executemany(
             "INSERT INTO held_placements (placement_id, due, data, source_file, source_sha256,"
             " held_at) VALUES (?, ?, ?, ?, ?, ?)",
-            [(placement.placement_id, due, codec.dumps(placement), source_file, sha256, at)
-             for placement, due in holds],
+            ((placement.placement_id, due, codec.dumps(placement), source_file, sha256, at)
+             for placement, due in holds),
         )
 
     def release(self, placement_ids: Sequence[str]) -> None:
@@ -887,8 +889,8 @@ class SqlStore:
         self._executemany(
             "INSERT INTO resendable (placement_id, vpd, cause, reason, data, kept_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [(k.placement.placement_id, k.vpd, k.cause, k.reason, codec.dumps(k.placement), at)
-             for k in kept],
+            ((k.placement.placement_id, k.vpd, k.cause, k.reason, codec.dumps(k.placement), at)
+             for k in kept),
         )
 
     def unkeep(self, placement_ids: Collection[str]) -> None:

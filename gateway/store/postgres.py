@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -129,13 +129,13 @@ class PostgresStore(SqlStore):
         one placeholder per key (psycopg converts a query over 4 KiB afresh each time)."""
         return self._execute(sql.replace("IN (?)", "= ANY(?)"), (list(chunk),))
 
-    def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
+    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        if isinstance(rows, Sequence) and not rows:
             return
         conn = self._conn()
         try:
             with conn.cursor() as cur:
-                cur.executemany(self._text(sql), [_params(r) for r in rows])
+                cur.executemany(self._text(sql), (_params(r) for r in rows))
         except psycopg.Error as exc:
             self._broken(conn)
             raise _converted(exc) from exc
