@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.errors import ClaimLost
 from gateway.models import (
@@ -29,6 +29,8 @@ from gateway.models import (
     SentApplicant,
 )
 from gateway.store import codec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,16 +647,20 @@ class SqlStore:
         self, keys: Collection[tuple[str, str]]
     ) -> dict[tuple[str, str], list[Person]]:
         """Persons of each (VPD, date of birth)."""
-        found: dict[tuple[str, str], list[Person]] = {k: [] for k in keys}
-        for chunk in _chunks(sorted({dob for _vpd, dob in keys})):
-            for vpd, dob, data in self._select_in(
-                "SELECT vpd, date_of_birth, data FROM persons"
-                " WHERE date_of_birth IN (?)",
-                chunk,
-            ):
-                rows = found.get((str(vpd), str(dob)))
+        return self._born(Person, "SELECT vpd, date_of_birth, data FROM persons"
+                          " WHERE date_of_birth IN (?)", keys)
+
+    def _born(
+        self, cls: type[T], sql: str, keys: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[T]]:
+        """Rows (vpd, date of birth, data) of ``sql`` for each (VPD, date of birth) key: asked by
+        date of birth alone, across VPDs (one index, a few statements), kept by key."""
+        found: dict[tuple[str, str], list[T]] = {k: [] for k in keys}
+        for chunk in _chunks(sorted({born for _vpd, born in found})):
+            for vpd, born, data in self._select_in(sql, chunk):
+                rows = found.get((str(vpd), str(born)))
                 if rows is not None:
-                    rows.append(codec.loads(Person, data))
+                    rows.append(codec.loads(cls, data))
         return found
 
     def sent_many(self, placement_ids: Collection[str]) -> dict[str, list[SentApplicant]]:
@@ -937,17 +943,8 @@ class SqlStore:
         self, keys: Collection[tuple[str, str]]
     ) -> dict[tuple[str, str], list[SentApplicant]]:
         """:meth:`applicants_born` of many (vpd, date of birth) pairs at once."""
-        found: dict[tuple[str, str], list[SentApplicant]] = {key: [] for key in keys}
-        for chunk in _chunks(sorted({born for _vpd, born in found})):
-            for vpd, born, data in self._select_in(
-                "SELECT vpd, date_of_birth, data FROM applicants"
-                " WHERE date_of_birth IN (?) ORDER BY placement_id",
-                chunk,
-            ):
-                rows = found.get((str(vpd), str(born)))
-                if rows is not None:
-                    rows.append(codec.loads(SentApplicant, data))
-        return found
+        return self._born(SentApplicant, "SELECT vpd, date_of_birth, data FROM applicants"
+                          " WHERE date_of_birth IN (?) ORDER BY placement_id", keys)
 
     def transferred_many(self, placement_ids: Collection[str]) -> set[tuple[str, str]]:
         """(vpd, placement id) of every one-off transfer of these placements (C3)."""
