@@ -50,3 +50,21 @@ def test_the_run_goes_through_every_flow_and_prints_the_ratios(tmp_path: Path) -
     assert statuses == {"processed"}
     assert any(p.name.startswith("confirmation-") for p in acks)
     assert len(acks) >= 3 * 3 + 3
+
+
+def test_the_profile_summary_adds_samples_by_function(tmp_path: Path) -> None:
+    """``benchmarks/profile.py`` sums py-spy's raw stacks: inclusive shares count a function
+    once per stack (recursion too), self shares only the innermost frame."""
+    from benchmarks.profile import summarise  # noqa: PLC0415
+
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        "main (gateway/cli.py:1);parse (gateway/pipeline.py:5);parse (gateway/pipeline.py:9) 3\n"
+        "main (gateway/cli.py:1) 1\n"
+    )
+    lines = summarise(raw, top=5).splitlines()
+    assert lines[0] == "4 samples"
+    inclusive = lines[lines.index("inclusive:") + 1:lines.index("self:")]
+    own = lines[lines.index("self:") + 1:]
+    assert inclusive == [" 100.0%  main cli.py", "  75.0%  parse pipeline.py"]
+    assert own == ["  75.0%  parse pipeline.py", "  25.0%  main cli.py"]
