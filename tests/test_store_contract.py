@@ -309,3 +309,42 @@ def test_the_checks_bulk_reads_answer_as_the_single_ones(open_store: StoreFactor
     for vpd in ("RGT", "R1K"):
         for pid in ("P0", "P1", "P3", "P9"):
             assert ((vpd, pid) in done) == store.transferred(vpd, pid)
+
+
+def test_a_person_extract_replaces_the_vpds_persons_and_their_assignments(
+    open_store: StoreFactory,
+) -> None:
+    """A person extract is a full snapshot: after it, the VPD's persons and the occupancy their
+    assignments give are exactly the extract's — persons gone, changed, unchanged and new, and
+    another VPD untouched (only what differs is written)."""
+    from dataclasses import replace  # noqa: PLC0415
+    from datetime import date  # noqa: PLC0415
+
+    from gateway.models import Assignment, Person  # noqa: PLC0415
+
+    def person(pid: str, number: str, status: str = "Active") -> Person:
+        job = Assignment(f"A-{pid}", number, status, False, date(2026, 1, 1), date(2027, 1, 1))
+        return Person(pid, "Ann", "Lee", date(1990, 1, 1), "F", (job,))
+
+    def occupied(store: SqlStore, vpd: str, number: str) -> set[str | None]:
+        return {o.esr_person_id for o in store.assignment_occupants(vpd, number)}
+
+    store = open_store()
+    with store.transaction():
+        store.replace_persons("RGT", [person("E1", "1001"), person("E2", "1002"),
+                                      person("E3", "1003")])
+        store.replace_persons("R1K", [person("E1", "1001")])
+    moved = replace(person("E2", "1009"), surname="Lee-Smith")
+    with store.transaction():
+        store.replace_persons("RGT", [moved, person("E3", "1003"), person("E4", "1004")])
+    assert [p.esr_person_id for p in store.persons("RGT")] == ["E2", "E3", "E4"]
+    assert store.persons("RGT")[0] == moved
+    assert occupied(store, "RGT", "1001") == set()  # E1 gone, with the assignment
+    assert occupied(store, "RGT", "1002") == set()  # E2 moved to 1009
+    assert occupied(store, "RGT", "1009") == {"E2"}
+    assert occupied(store, "RGT", "1003") == {"E3"}  # unchanged, still there once
+    assert occupied(store, "RGT", "1004") == {"E4"}
+    assert len(store.assignment_occupants("RGT", "1003")) == 1
+    assert occupied(store, "R1K", "1001") == {"E1"}
+    born = sorted(store.persons_born("RGT", "1990-01-01"), key=lambda p: p.esr_person_id)
+    assert born == store.persons("RGT")
