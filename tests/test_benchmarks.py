@@ -68,3 +68,17 @@ def test_the_profile_summary_adds_samples_by_function(tmp_path: Path) -> None:
     own = lines[lines.index("self:") + 1:]
     assert inclusive == [" 100.0%  main cli.py", "  75.0%  parse pipeline.py"]
     assert own == ["  75.0%  parse pipeline.py", "  25.0%  main cli.py"]
+
+
+def test_repeated_runs_report_each_flows_median_ratio() -> None:
+    """``run.py --repeat N``: of each flow's N rows, the one with the median ratio (the lower
+    middle of an even count); the flows keep their order."""
+    from benchmarks.run import Row, medians  # noqa: PLC0415
+
+    def run(placements: float, resend: float) -> list[Row]:
+        return [Row("placements", 10, placements, 100.0, 5, 1.0),
+                Row("resend", 10, resend, 100.0, 5, 1.0)]
+
+    chosen = medians([run(9.0, 2.0), run(6.0, 7.0), run(8.0, 4.0)])
+    assert [(r.flow, r.ratio) for r in chosen] == [("placements", 8.0), ("resend", 4.0)]
+    assert [r.ratio for r in medians([run(9.0, 2.0), run(6.0, 7.0)])] == [6.0, 2.0]
