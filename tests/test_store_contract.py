@@ -348,3 +348,33 @@ def test_a_person_extract_replaces_the_vpds_persons_and_their_assignments(
     assert occupied(store, "R1K", "1001") == {"E1"}
     born = sorted(store.persons_born("RGT", "1990-01-01"), key=lambda p: p.esr_person_id)
     assert born == store.persons("RGT")
+
+
+def test_position_extracts_replace_or_amend_the_register(open_store: StoreFactory) -> None:
+    """A full extract makes the VPD's register exactly its positions; a delta changes only
+    those it carries; another VPD is untouched (only what differs is written)."""
+    from dataclasses import replace  # noqa: PLC0415
+    from datetime import date  # noqa: PLC0415
+
+    from gateway.models import Position  # noqa: PLC0415
+
+    def post(pid: int, dpn: str | None = None) -> Position:
+        return Position(pid, str(1000 + pid), "FY1", date(2020, 1, 1), "Active", "Single",
+                        date(2026, 1, 1), dpn=dpn or f"EOE/RGT00/{pid:03d}/FY1/001")
+
+    store = open_store()
+    with store.transaction():
+        store.save_positions("RGT", [post(1), post(2), post(3)], replace=True)
+        store.save_positions("R1K", [post(1)], replace=True)
+    renamed = replace(post(2), position_name="FY1 Surgery")
+    with store.transaction():
+        store.save_positions("RGT", [renamed, post(3), post(4)], replace=True)
+    assert store.positions("RGT") == {2: renamed, 3: post(3), 4: post(4)}
+    assert store.positions_with_dpn(post(1).dpn or "") == [("R1K", post(1))]
+    moved = post(3, dpn="EOE/RGT00/999/FY1/001")
+    with store.transaction():
+        store.save_positions("RGT", [moved, post(5)], replace=False)
+    assert store.positions("RGT") == {2: renamed, 3: moved, 4: post(4), 5: post(5)}
+    assert store.positions_with_dpn(post(3).dpn or "") == []
+    assert store.positions_with_dpn("EOE/RGT00/999/FY1/001") == [("RGT", moved)]
+    assert store.positions("R1K") == {1: post(1)}

@@ -405,17 +405,27 @@ class SqlStore:
         return [(str(v), codec.loads(Position, d)) for v, d in rows]
 
     def save_positions(self, vpd: str, positions: Sequence[Position], *, replace: bool) -> None:
-        """Write positions into a VPD's register; ``replace`` drops those not given."""
-        if replace:
-            self._execute("DELETE FROM positions WHERE vpd = ?", (vpd,))
-        else:
+        """Write positions into a VPD's register; ``replace`` drops those not given. Only what
+        differs from the register is written (a full extract repeats most of it)."""
+        stored = dict(self._execute(
+            "SELECT esr_position_id, data FROM positions WHERE vpd = ?", (vpd,)))
+        encoded = [(p, codec.dumps(p)) for p in positions]
+        if len({p.esr_position_id for p in positions}) < len(positions):
+            stored = {}  # an id twice: written as given (the key refuses it, as it did)
+            if replace:
+                self._execute("DELETE FROM positions WHERE vpd = ?", (vpd,))
+        same = {p.esr_position_id for p, data in encoded
+                if stored.get(p.esr_position_id) == data}
+        changed = [(p, data) for p, data in encoded if p.esr_position_id not in same]
+        given = {p.esr_position_id for p in positions}
+        stale = [(vpd, pid) for pid in stored
+                 if pid not in same and (replace or pid in given)]  # gone, or changed
+        if stale:
             self._executemany(
-                "DELETE FROM positions WHERE vpd = ? AND esr_position_id = ?",
-                [(vpd, p.esr_position_id) for p in positions],
-            )
+                "DELETE FROM positions WHERE vpd = ? AND esr_position_id = ?", stale)
         self._executemany(
             "INSERT INTO positions (vpd, esr_position_id, dpn, data) VALUES (?, ?, ?, ?)",
-            [(vpd, p.esr_position_id, p.dpn, codec.dumps(p)) for p in positions],
+            [(vpd, p.esr_position_id, p.dpn, data) for p, data in changed],
         )
 
     def seen_dpns(self, vpd: str) -> set[str]:
