@@ -33,6 +33,11 @@ class DocumentKind:
     routing: frozenset[str] = frozenset()
     """The record's routing fields: elements, and attributes as ``@name`` (spec 6.0, issue 14)."""
 
+    @property
+    def record_tag(self) -> str:
+        """The records' element as lxml names it: ``{namespace}Name``."""
+        return f"{{{self.namespace}}}{self.record}"
+
 
 def _positions(attrs: dict[str, str], records: tuple[Any, ...]) -> PositionExtract:
     return PositionExtract(

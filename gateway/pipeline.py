@@ -570,8 +570,7 @@ def parse(path: Path, channel: str | None, limit: int) -> Parsed:
     records = []
     try:
         try:
-            tag = f"{{{kind.namespace}}}{kind.record}"
-            for element in iter_records(path, xsd, limit, tag):
+            for element in iter_records(path, xsd, limit, kind.record_tag):
                 records.append(kind.read_record(element))
         except RejectedFile as invalid:
             # A record whose routing code is not plain is the record's fault, not the file's:

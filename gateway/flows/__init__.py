@@ -4,11 +4,11 @@ what to write and what to store. No flow commits anything: the pipeline does, in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Generic, TypeVar
 
 from gateway.config import Settings
 from gateway.models import Notice, Outcome
@@ -91,6 +91,34 @@ def notification_outputs(ctx: Context, notices: list[Notice], name: str) -> list
     return outputs
 
 
+R = TypeVar("R")  # a record of a file
+V = TypeVar("V")  # the view of the store the rules ask
+
+
+class Windowed(Generic[R, V]):
+    """The rules' view of the store, read a window of records at a time (issue 13): as the
+    rules go through the file (:meth:`over`), the view read for the next ``size`` records
+    replaces the last one's, so what is held of the store does not grow with the file; outside
+    a window, ``idle`` answers. The answers are the same whatever the window, as long as the
+    view read for some records answers every question (asking the store about the rest) and the
+    rules keep what the file itself changed."""
+
+    def __init__(self, read: Callable[[Sequence[R]], V], idle: V, size: int) -> None:
+        self._read = read
+        self._idle = idle
+        self.size = size
+        self.current = idle
+
+    def over(self, records: Sequence[R]) -> Iterator[R]:
+        """``records`` in order, the view following them window by window."""
+        for start in range(0, len(records), self.size):
+            window = records[start:start + self.size]
+            self.current = self._idle  # let the last window's state go before reading the next
+            self.current = self._read(window)
+            yield from window
+        self.current = self._idle
+
+
 Flow = Callable[[Any, Context], Plan]
 
-__all__ = ["Context", "Flow", "Output", "Plan", "notification_outputs", "write_temp"]
+__all__ = ["Context", "Flow", "Output", "Plan", "Windowed", "notification_outputs", "write_temp"]

@@ -6,12 +6,12 @@ they can reach no load, report or log.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 
-from gateway.flows import Context, Output, Plan, notification_outputs
+from gateway.flows import Context, Output, Plan, Windowed, notification_outputs
 from gateway.models import CheckApplicant, CheckFile, SentApplicant
 from gateway.rules.checks import CheckDecision, CheckTransfer, CheckView, decide
 from gateway.store.interfaces import CheckState
@@ -62,40 +62,24 @@ class PrefetchedView:
         return self.store.transferred(vpd, placement_id)
 
 
-class WindowedView:
-    """The register read a window of applicants at a time, as the rules go through the file
-    (as the placements flow's): what is held of the store does not grow with the file, and
-    the answers are the same (a question outside the window is asked of the store; what the
-    file itself transferred is the rules' own)."""
+class WindowedView(Windowed[CheckApplicant, CheckView]):
+    """The check rules' view, read a window of applicants at a time (:class:`Windowed`): a
+    :class:`PrefetchedView` per window; outside one, an empty one (it asks the store)."""
 
     def __init__(self, store: CheckState, size: int = WINDOW) -> None:
-        self.store = store
-        self.size = size
-        self._current: CheckView | None = None
-
-    def over(self, applicants: Sequence[CheckApplicant]) -> Iterator[CheckApplicant]:
-        """``applicants`` in order, the view following them window by window."""
-        for start in range(0, len(applicants), self.size):
-            window = applicants[start:start + self.size]
-            self._current = None  # let the last window's rows go before reading the next
-            self._current = PrefetchedView.of(self.store, window)
-            yield from window
-        self._current = None
-
-    def _view(self) -> CheckView:
-        return self._current or PrefetchedView.of(self.store, ())
+        super().__init__(partial(PrefetchedView.of, store), PrefetchedView.of(store, ()), size)
 
     def sent(self, placement_id: str) -> Sequence[SentApplicant]:
         """The applicant register rows of a placement."""
-        return self._view().sent(placement_id)
+        return self.current.sent(placement_id)
 
     def applicants_born(self, vpd: str, date_of_birth: date) -> Sequence[SentApplicant]:
         """Applicants of the VPD whose trainee was born that day."""
-        return self._view().applicants_born(vpd, date_of_birth)
+        return self.current.applicants_born(vpd, date_of_birth)
 
     def transferred(self, vpd: str, placement_id: str) -> bool:
         """Whether checks already went for the applicant."""
-        return self._view().transferred(vpd, placement_id)
+        return self.current.transferred(vpd, placement_id)
 
 
 def plan(document: CheckFile, ctx: Context) -> Plan:

@@ -5,12 +5,12 @@ Also the daily release of held placements (A3), as a scheduled job.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
 
-from gateway.flows import Context, Output, Plan, notification_outputs
+from gateway.flows import Context, Output, Plan, Windowed, notification_outputs
 from gateway.models import (
     ApplicantRecord,
     Kept,
@@ -130,46 +130,32 @@ class PrefetchedView:
         return self.store.held(placement_id)
 
 
-class WindowedView:
-    """The state the rules need, read a window of placements at a time (issue 13): as the
-    rules go through the file, the :class:`PrefetchedView` of the next ``size`` placements
-    replaces the last one's, so what is held of the store does not grow with the file. The
-    rules' answers are the same whatever the window (a question outside it is asked of the
-    store); what the file itself changed is the rules' own overlay."""
+class WindowedView(Windowed[Placement, PlacementView]):
+    """The placement rules' view, read a window of placements at a time (:class:`Windowed`):
+    a :class:`PrefetchedView` per window, the store itself outside one."""
 
     def __init__(self, store: PlacementState, size: int = WINDOW) -> None:
-        self.store = store
-        self.size = size
-        self._current: PlacementView = StoreView(store)
-
-    def over(self, placements: Sequence[Placement]) -> Iterator[Placement]:
-        """``placements`` in order, the view following them window by window."""
-        for start in range(0, len(placements), self.size):
-            window = placements[start:start + self.size]
-            self._current = StoreView(self.store)  # let the last window's state go first
-            self._current = PrefetchedView.of(self.store, window)
-            yield from window
-        self._current = StoreView(self.store)
+        super().__init__(partial(PrefetchedView.of, store), StoreView(store), size)
 
     def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
         """(vpd, position) of every position carrying the DPN."""
-        return self._current.positions_with_dpn(dpn)
+        return self.current.positions_with_dpn(dpn)
 
     def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person]:
         """ESR persons of the VPD born that day."""
-        return self._current.persons_like(vpd, date_of_birth)
+        return self.current.persons_like(vpd, date_of_birth)
 
     def sent(self, placement_id: str) -> Sequence[SentApplicant]:
         """The applicant register rows of a placement."""
-        return self._current.sent(placement_id)
+        return self.current.sent(placement_id)
 
     def occupants(self, vpd: str, position_number: str) -> Sequence[Occupant]:
         """Sent placements and ESR assignments on a position."""
-        return self._current.occupants(vpd, position_number)
+        return self.current.occupants(vpd, position_number)
 
     def held(self, placement_id: str) -> Placement | None:
         """A held (deferred) placement."""
-        return self._current.held(placement_id)
+        return self.current.held(placement_id)
 
 
 def plan(document: PlacementFile, ctx: Context) -> Plan:

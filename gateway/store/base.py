@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date
@@ -31,6 +31,7 @@ from gateway.models import (
 from gateway.store import codec
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,9 @@ _RECEIPT_COLUMNS = (
 CLAIMING, CLAIMED = "claiming", "claimed"
 _REGISTER_COLUMNS = "data, last_action, esr_state, load_file, load_record"
 # R4: a create ESR failed made no applicant, so it occupies no position (A7).
+_NOT_FAILED_CREATE = "NOT (esr_state = 'failed' AND COALESCE(last_action, '') = 'create')"
+
+
 @dataclass(frozen=True, slots=True)
 class _Period:
     start: date
@@ -110,9 +114,6 @@ class _Occupying:
     placement_id: str
     tis_person_id: str
     placement: _Period
-
-
-_NOT_FAILED_CREATE = "NOT (esr_state = 'failed' AND COALESCE(last_action, '') = 'create')"
 
 
 def _registered(
@@ -139,6 +140,10 @@ class SqlStore:
         """One statement for many rows; ``rows`` may be a generator (consumed once: a large
         batch is then never held whole)."""
         raise NotImplementedError
+
+    def _select_in(self, sql: str, chunk: Sequence[str]) -> list[tuple[Any, ...]]:
+        """``sql``, whose one ``IN (?)`` stands for the values of ``chunk``."""
+        return self._execute(sql.replace("IN (?)", f"IN ({_marks(chunk)})"), chunk)
 
     def transaction(self) -> AbstractContextManager[None]:
         """All writes inside happen together or not at all."""
@@ -409,14 +414,7 @@ class SqlStore:
         differs from the register is written (a full extract repeats most of it)."""
         stored = dict(self._execute(
             "SELECT esr_position_id, data FROM positions WHERE vpd = ?", (vpd,)))
-        encoded = [(p, codec.dumps(p)) for p in positions]
-        if len({p.esr_position_id for p in positions}) < len(positions):
-            stored = {}  # an id twice: written as given (the key refuses it, as it did)
-            if replace:
-                self._execute("DELETE FROM positions WHERE vpd = ?", (vpd,))
-        same = {p.esr_position_id for p, data in encoded
-                if stored.get(p.esr_position_id) == data}
-        changed = [(p, data) for p, data in encoded if p.esr_position_id not in same]
+        changed, same = _changes(stored, positions, lambda p: p.esr_position_id)
         given = {p.esr_position_id for p in positions}
         stale = [(vpd, pid) for pid in stored
                  if pid not in same and (replace or pid in given)]  # gone, or changed
@@ -488,13 +486,7 @@ class SqlStore:
         """
         stored = dict(self._execute(
             "SELECT esr_person_id, data FROM persons WHERE vpd = ?", (vpd,)))
-        encoded = [(p, codec.dumps(p)) for p in persons]
-        if len({p.esr_person_id for p in persons}) < len(persons):
-            stored = {}  # an id twice: all written as given (the key refuses it, as it did)
-            self._execute("DELETE FROM persons WHERE vpd = ?", (vpd,))
-            self._execute("DELETE FROM assignments WHERE vpd = ?", (vpd,))
-        same = {p.esr_person_id for p, data in encoded if stored.get(p.esr_person_id) == data}
-        changed = [(p, data) for p, data in encoded if p.esr_person_id not in same]
+        changed, same = _changes(stored, persons, lambda p: p.esr_person_id)
         stale = [(vpd, pid) for pid in stored if pid not in same]  # gone, or changed
         if stale:
             self._executemany("DELETE FROM persons WHERE vpd = ? AND esr_person_id = ?", stale)
@@ -542,10 +534,6 @@ class SqlStore:
             Occupant(None, str(pid), _day(start), _day(end) if end else None)
             for pid, start, end in rows
         ]
-
-    def _select_in(self, sql: str, chunk: Sequence[str]) -> list[tuple[Any, ...]]:
-        """``sql``, whose one ``IN (?)`` stands for the values of ``chunk``."""
-        return self._execute(sql.replace("IN (?)", f"IN ({_marks(chunk)})"), chunk)
 
     # --- applicant register --------------------------------------------------------------------
 
@@ -1005,6 +993,20 @@ CHUNK = 2000  # values in one IN list: far below SQLite's and PostgreSQL's limit
 def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
     for i in range(0, len(values), CHUNK):
         yield list(values[i : i + CHUNK])
+
+
+def _changes(
+    stored: Mapping[K, str], records: Sequence[T], key: Callable[[T], K]
+) -> tuple[list[tuple[T, str]], set[K]]:
+    """What writing ``records`` over ``stored`` (key → JSON) changes: the records whose JSON
+    differs, each with its JSON, and the keys whose stored row stays as it is. With a key twice
+    nothing stays: all are written as given, and the table's key refuses them, as it always did.
+    """
+    encoded = [(r, codec.dumps(r)) for r in records]
+    if len({key(r) for r in records}) < len(records):
+        return encoded, set()
+    same = {key(r) for r, data in encoded if stored.get(key(r)) == data}
+    return [(r, data) for r, data in encoded if key(r) not in same], same
 
 
 def _marks(chunk: Sequence[object]) -> str:

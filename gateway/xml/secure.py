@@ -228,9 +228,7 @@ def iter_records(
                 if parent is None or parent.getparent() is not None:
                     continue  # not a child of the root (the schema allows none such)
                 yield element
-                element.clear(keep_tail=False)
-                while element.getprevious() is not None:
-                    del parent[0]
+                _let_go(element, parent)
     except (etree.XMLSyntaxError, RejectedFile) as fast:
         for _record in _careful_records(path, schema, max_bytes):
             pass
@@ -255,17 +253,21 @@ def _careful_records(
                     depth -= 1
                     if depth == 1:
                         yield element
-                        element.clear(keep_tail=False)
-                        parent = element.getparent()
-                        if parent is not None:
-                            while element.getprevious() is not None:
-                                del parent[0]
+                        _let_go(element, element.getparent())
     except etree.XMLSyntaxError as exc:
         log: Any = exc.error_log
         schema_invalid = any(e.domain == etree.ErrorDomains.SCHEMASV for e in log)
         if schema is not None and schema_invalid:
             raise schema_errors(path, schema, max_bytes) from exc
         raise _not_well_formed(exc) from exc
+
+
+def _let_go(record: Any, root: Any) -> None:
+    """Free a record the consumer has taken, and the records before it (memory stays flat)."""
+    record.clear(keep_tail=False)
+    if root is not None:
+        while record.getprevious() is not None:
+            del root[0]
 
 
 def check_well_formed(path: Path, max_bytes: int) -> None:
