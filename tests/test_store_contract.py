@@ -73,29 +73,43 @@ def test_a_failed_transaction_changes_nothing(open_store: StoreFactory) -> None:
 
 
 def test_new_ids_and_unique_acknowledgement_names(open_store: StoreFactory) -> None:
-    """Claims get ids from the store (RETURNING) and unique ack names, fixed at claim time; the
-    file's place in processing carries the id."""
+    """Claims get ids from the store (RETURNING) and unique ack names, fixed when the claim is
+    won: the first file of a name gets ``<stem>.ack.xml``, a later one ``<stem>.<id>.ack.xml``;
+    the file's place in processing carries the id."""
     store = open_store()
     first = store.claim("daily.xml", "esr", Path("/p"), at="t", owner=OWNER, lease_until=0)
     second = store.claim("daily.xml", "esr", Path("/p"), at="t", owner=OWNER, lease_until=0)
     assert second.id > first.id
-    assert first.ack_name == "daily.ack.xml"
-    assert second.ack_name == f"daily.{second.id}.ack.xml"
-    assert second.processing_path == f"/p/{second.id}-daily.xml"
     assert store.receipt(second.id).status == "claiming"
+    assert store.claimed(first.id, "a" * 64).ack_name == "daily.ack.xml"
+    assert store.claimed(second.id, "b" * 64).ack_name == f"daily.{second.id}.ack.xml"
+    assert second.processing_path == f"/p/{second.id}-daily.xml"
+
+
+def test_a_dead_competing_claim_does_not_number_the_winners_ack(open_store: StoreFactory) -> None:
+    """Two nodes claim the same inbox file and the first dies before its move: the claim that
+    wins the file gets the plain acknowledgement name, and the dead one is dropped later."""
+    store = open_store()
+    dead = store.claim("pos.xml", "esr", Path("/p"), at="t", owner="gone:9:9", lease_until=0)
+    won = store.claim("pos.xml", "esr", Path("/p"), at="t", owner=OWNER, lease_until=0)
+    assert store.claimed(won.id, "c" * 64).ack_name == "pos.ack.xml"
+    store.drop_claim(dead.id)
+    later = store.claim("pos.xml", "esr", Path("/p"), at="t", owner=OWNER, lease_until=0)
+    assert store.claimed(later.id, "d" * 64).ack_name == f"pos.{later.id}.ack.xml"
 
 
 def test_concurrent_claims_of_one_name_never_share_an_ack_name(open_store: StoreFactory) -> None:
     """Eight threads, each its own store (as eight processes), claim the same name at once:
-    eight receipts, eight different acknowledgement names."""
+    eight receipts, eight different acknowledgement names once claimed, one of them plain."""
     stores = [open_store() for _ in range(8)]
     names: list[str] = []
     errors: list[BaseException] = []
 
     def work(store: SqlStore) -> None:
         try:
-            names.append(store.claim("x.xml", "esr", Path("/p"), at="t", owner=OWNER,
-                                     lease_until=0).ack_name)
+            rid = store.claim("x.xml", "esr", Path("/p"), at="t", owner=OWNER,
+                              lease_until=0).id
+            names.append(store.claimed(rid, "e" * 64).ack_name)
         except BaseException as exc:  # reported below
             errors.append(exc)
 

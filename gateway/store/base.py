@@ -215,14 +215,13 @@ class SqlStore:
     ) -> Receipt:
         """Record a file about to be claimed into ``folder``, owned by ``owner``.
 
-        Its place in ``var/processing/`` and its acknowledgement name are fixed now, once, from
-        the receipt's id: unique whatever else claims at the same time.
+        Its place in ``var/processing/`` is fixed now from the receipt's id, unique whatever else
+        claims at the same time; so is a provisional acknowledgement name, ``<stem>.<id>.ack.xml``,
+        until :meth:`claimed` (see there).
         """
         stem = stem_of(name)
         source_path, source_ino = source or (None, None)
         with self.transaction():
-            self.serialize("receipts.ack_name")
-            taken = self._execute("SELECT 1 FROM receipts WHERE ack_name = ?", (f"{stem}.ack.xml",))
             rid = int(self._execute(
                 "INSERT INTO receipts (name, original_name, channel, sha256, processing_path,"
                 " ack_name, status, claimed_at, owner, lease_until, source_path, source_ino)"
@@ -231,19 +230,32 @@ class SqlStore:
                  f"pending:{owner}:{at}:{name}", at, owner, lease_until, source_path,
                  source_ino),
             )[0][0])
-            ack = f"{stem}.ack.xml" if not taken else f"{stem}.{rid}.ack.xml"
             self._execute(
                 "UPDATE receipts SET ack_name = ?, processing_path = ? WHERE id = ?",
-                (ack, str(folder / f"{rid}-{name}"), rid),
+                (f"{stem}.{rid}.ack.xml", str(folder / f"{rid}-{name}"), rid),
             )
         return self.receipt(rid)
 
     def claimed(self, rid: int, sha256: str) -> Receipt:
-        """The file is in ``var/processing/`` and its content hashed."""
-        self._execute(
-            "UPDATE receipts SET sha256 = ?, status = 'claimed' WHERE id = ? AND status = ?",
-            (sha256, rid, CLAIMING),
-        )
+        """The file is in ``var/processing/`` and its content hashed.
+
+        Its acknowledgement name is fixed now, when the claim is won: ``<stem>.ack.xml`` unless
+        another file of that name already has it (then the provisional ``<stem>.<id>.ack.xml``
+        stays). Fixed earlier, a competing claim of the same file by a node that died before
+        its move would have pushed the file's only acknowledgement onto the numbered name.
+        """
+        with self.transaction():
+            self.serialize("receipts.ack_name")
+            name = self._execute(
+                "SELECT name FROM receipts WHERE id = ? AND status = ?", (rid, CLAIMING))
+            if name:
+                plain = f"{stem_of(str(name[0][0]))}.ack.xml"
+                if not self._execute("SELECT 1 FROM receipts WHERE ack_name = ?", (plain,)):
+                    self._execute("UPDATE receipts SET ack_name = ? WHERE id = ?", (plain, rid))
+                self._execute(
+                    "UPDATE receipts SET sha256 = ?, status = 'claimed' WHERE id = ?",
+                    (sha256, rid),
+                )
         return self.receipt(rid)
 
     def drop_claim(self, rid: int) -> None:
