@@ -92,13 +92,16 @@ class Nation:
                           ptype="Shared" if post % 100 == 7 else "Single",
                           host_lead=host_lead)
 
+    def born(self, person: int) -> date:
+        """Person ``person``'s date of birth, the same in TIS and ESR (A8 finds them)."""
+        rng = random.Random(self.seed * 1_000_003 + person)
+        return date(1985, 1, 1) + timedelta(days=rng.randrange(15 * 365))
+
     def trainee(self, person: int, *, changed: bool = False) -> dict[str, object]:
         """The TIS trainee of person ``person``."""
-        rng = random.Random(self.seed * 1_000_003 + person)
-        born = date(1985, 1, 1) + timedelta(days=rng.randrange(15 * 365))
         return b.trainee(f"T{person}", forenames=f"Given{person}",
                          surname=f"Family{person}{'x' if changed else ''}",
-                         dob=born.isoformat(), gmc=f"{7_000_000 + person}",
+                         dob=self.born(person).isoformat(), gmc=f"{7_000_000 + person}",
                          nino=f"QQ{person % 1_000_000:06d}C", email=None)
 
     def start(self, placement: int) -> date:
@@ -156,7 +159,8 @@ def write_persons(nation: Nation, folder: Path, extract_date: str, changed_every
                 yield b.person(f"E{i}", [b.assignment(f"A{i}", str(100_000 + i),
                                                       projected_end=leaving)],
                                forenames=f"Given{i}", surname=f"Family{i}{'x' if changed else ''}",
-                               gmc=f"{7_000_000 + i}", nino=f"QQ{i % 1_000_000:06d}C")
+                               dob=nation.born(i).isoformat(), gmc=f"{7_000_000 + i}",
+                               nino=f"QQ{i % 1_000_000:06d}C")
 
         path = folder / f"{prefix}-{vpd(v)}.xml"
         _stream(path, head, tail, rows())

@@ -364,6 +364,35 @@ def test_a_person_extract_replaces_the_vpds_persons_and_their_assignments(
     assert born == store.persons("RGT")
 
 
+
+def test_persons_born_on_answers_each_pair_as_persons_born(open_store: StoreFactory) -> None:
+    """The placement prefetch's persons by (VPD, date of birth) gives exactly the one-at-a-time
+    answers, on every backend: a day shared across VPDs, a VPD with several days, a pair that
+    finds nobody, and more pairs than one statement asks."""
+    from datetime import date, timedelta  # noqa: PLC0415
+
+    from gateway.models import Person  # noqa: PLC0415
+
+    store = open_store()
+    day = date(1990, 1, 1)
+    with store.transaction():
+        for v, vpd in enumerate(("RGT", "R1K", "RX1")):
+            store.replace_persons(vpd, [
+                Person(f"E{v}-{i}", "Ann", "Lee", day + timedelta(days=i % (v + 2)), "F", ())
+                for i in range(5)
+            ])
+    keys = {(vpd, (day + timedelta(days=d)).isoformat())
+            for vpd in ("RGT", "R1K", "RX1", "ZZZ") for d in range(3)}
+    keys |= {("RGT", (day + timedelta(days=3 + n)).isoformat()) for n in range(2100)}
+    found = store.persons_born_on(keys)
+    assert set(found) == keys
+    for vpd, born in keys:
+        assert sorted(found[(vpd, born)], key=lambda p: p.esr_person_id) == sorted(
+            store.persons_born(vpd, born), key=lambda p: p.esr_person_id)
+    assert len(found[("RGT", "1990-01-01")]) == 3
+    assert {p.esr_person_id for p in found[("R1K", "1990-01-02")]} == {"E1-1", "E1-4"}
+    assert sum(map(len, found.values())) == 14  # all but RX1's person born on day 3, not asked
+
 def test_position_extracts_replace_or_amend_the_register(open_store: StoreFactory) -> None:
     """A full extract makes the VPD's register exactly its positions; a delta changes only
     those it carries; another VPD is untouched (only what differs is written)."""

@@ -145,6 +145,15 @@ class SqlStore:
         """``sql``, whose one ``IN (?)`` stands for the values of ``chunk``."""
         return self._execute(sql.replace("IN (?)", f"IN ({_marks(chunk)})"), chunk)
 
+    def _select_pairs(self, sql: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
+        """``sql``, whose one ``(a, b) IN (?)`` stands for the pairs of ``pairs``: one JSON
+        parameter (SQLite searches a two-column index with it; a ``VALUES`` list it scans)."""
+        return self._execute(
+            sql.replace("IN (?)", "IN (SELECT json_extract(value, '$[0]'),"
+                                  " json_extract(value, '$[1]') FROM json_each(?))"),
+            (json.dumps(pairs),),
+        )
+
     def transaction(self) -> AbstractContextManager[None]:
         """All writes inside happen together or not at all."""
         raise NotImplementedError
@@ -676,19 +685,19 @@ class SqlStore:
     ) -> dict[tuple[str, str], list[Person]]:
         """Persons of each (VPD, date of birth)."""
         return self._born(Person, "SELECT vpd, date_of_birth, data FROM persons"
-                          " WHERE date_of_birth IN (?)", keys)
+                          " WHERE (vpd, date_of_birth) IN (?)", keys)
 
     def _born(
         self, cls: type[T], sql: str, keys: Collection[tuple[str, str]]
     ) -> dict[tuple[str, str], list[T]]:
-        """Rows (vpd, date of birth, data) of ``sql`` for each (VPD, date of birth) key: asked by
-        date of birth alone, across VPDs (one index, a few statements), kept by key."""
+        """Rows (vpd, date of birth, data) of ``sql`` for each (VPD, date of birth) key, asked by
+        the pair (the (vpd, date_of_birth) index; asked by date alone, a day's persons in every
+        VPD came back to be thrown away: all of them, when they shared a birthday)."""
         found: dict[tuple[str, str], list[T]] = {k: [] for k in keys}
-        for chunk in _chunks(sorted({born for _vpd, born in found})):
-            for vpd, born, data in self._select_in(sql, chunk):
-                rows = found.get((str(vpd), str(born)))
-                if rows is not None:
-                    rows.append(codec.loads(cls, data))
+        ordered = sorted(found)
+        for start in range(0, len(ordered), CHUNK):
+            for vpd, born, data in self._select_pairs(sql, ordered[start:start + CHUNK]):
+                found[(str(vpd), str(born))].append(codec.loads(cls, data))
         return found
 
     def sent_many(self, placement_ids: Collection[str]) -> dict[str, list[SentApplicant]]:
@@ -972,7 +981,7 @@ class SqlStore:
     ) -> dict[tuple[str, str], list[SentApplicant]]:
         """:meth:`applicants_born` of many (vpd, date of birth) pairs at once."""
         return self._born(SentApplicant, "SELECT vpd, date_of_birth, data FROM applicants"
-                          " WHERE date_of_birth IN (?) ORDER BY placement_id", keys)
+                          " WHERE (vpd, date_of_birth) IN (?) ORDER BY placement_id", keys)
 
     def transferred_many(self, placement_ids: Collection[str]) -> set[tuple[str, str]]:
         """(vpd, placement id) of every one-off transfer of these placements (C3)."""

@@ -129,6 +129,13 @@ class PostgresStore(SqlStore):
         one placeholder per key (psycopg converts a query over 4 KiB afresh each time)."""
         return self._execute(sql.replace("IN (?)", "= ANY(?)"), (list(chunk),))
 
+    def _select_pairs(self, sql: str, pairs: Sequence[tuple[str, str]]) -> list[tuple[Any, ...]]:
+        """``(a, b) IN (?)`` as the rows of two arrays side by side."""
+        return self._execute(
+            sql.replace("IN (?)", "IN (SELECT * FROM unnest(?::text[], ?::text[]))"),
+            ([a for a, _b in pairs], [b for _a, b in pairs]),
+        )
+
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         if isinstance(rows, Sequence) and not rows:
             return
