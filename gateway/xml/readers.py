@@ -29,7 +29,13 @@ CHECK_KINDS = ELIGIBLE_CHECKS
 
 
 def _local(element: Any) -> str:
-    tag: str = element.tag
+    return _local_name(element.tag)
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_name(tag: str) -> str:
+    """``{namespace}Name`` → ``Name``: one string per element name, not one per element (a
+    check file's records keep their element names, hundreds of thousands of them)."""
     return tag.rpartition("}")[2]
 
 
@@ -210,10 +216,11 @@ def _check_record(element: Any) -> CheckRecord:
         text = (child.text or "").strip()
         if not text or len(child):
             continue
-        fields.append((_local(child), text))
+        text = sys.intern(text)  # days, levels, outcomes: few distinct values in a whole file
         if len(text) == 10 and text[4] == "-" and text[7] == "-":
             with contextlib.suppress(ValueError):
-                dates.append(date.fromisoformat(text))
+                dates.append(_day(text))
+        fields.append((_local(child), text))
     return CheckRecord(
         kind=_local(element),
         xml=etree.tostring(element, method="c14n"),
@@ -248,7 +255,7 @@ def check_applicant(element: Any) -> CheckApplicant:
     return CheckApplicant(
         trac_applicant_id=element.get("tracApplicantId"),
         vpd=element.get("vpd"),
-        status=_req(kids, "Status"),
+        status=_shared(kids, "Status"),
         match=match,
         checks=tuple(checks),
         has_identity=has_identity,
