@@ -251,6 +251,7 @@ class Pipeline:
                 parsed = self.parse(path, receipt.channel)
                 kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
                 plan = self.flows[parsed.kind.name](parsed.document, ctx)
+                del parsed  # the file's records: the plan keeps what it needs of them
                 status = "processed"
             except RejectedFile as rejected:
                 status, plan, errors = "rejected", Plan(), rejected.errors

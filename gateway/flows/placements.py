@@ -35,7 +35,7 @@ from gateway.store.interfaces import PlacementState
 from gateway.xml import writers
 
 MAX_PER_POSITION = 40  # A13: ESR quarantines a load with more records against one position
-WINDOW = 4000  # placements whose state is read (and held) at once
+WINDOW = 2000  # placements whose state is read (and held) at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +170,8 @@ def plan(document: PlacementFile, ctx: Context) -> Plan:
     outputs = load_outputs(ctx, decision.records, name, source, sha)
     outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
-    result.changes.append(partial(remember, decision, ctx, source, sha, loads,
-                                  document.placements))
+    kept = kept_placements(decision, document.placements)  # the file's records are let go
+    result.changes.append(partial(remember, decision, ctx, source, sha, loads, kept))
     return result
 
 
@@ -223,16 +223,18 @@ def remember(
     source: str,
     sha: str,
     loads: Sequence[LoadFile],
-    received: Sequence[Placement],
+    kept: tuple[list[Kept], list[str]],
     store: PlacementState,
 ) -> None:
+    """Commit a placement decision: the register, the loads, holds, and what R7 keeps
+    (``kept``: :func:`kept_placements`)."""
     store.save_applicants(decision.register, ctx.now)
     store.record_loads(loads, ctx.at)
     store.release(decision.release)
     window = timedelta(days=ctx.settings.rules.window_days)
     store.hold_many([(p, (p.start - window).isoformat()) for p in decision.hold], source, sha,
                     ctx.now)
-    keep, unkeep = kept_placements(decision, received)
+    keep, unkeep = kept
     store.unkeep(unkeep)
     store.keep(keep, ctx.now)
 
@@ -280,5 +282,6 @@ def release_plan(ctx: Context) -> Plan:
         loads += split_loads(records, name_, source)
     outputs += notification_outputs(ctx, decision.notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
-    result.changes.append(partial(remember, decision, ctx, "released", "0" * 64, loads, due))
+    result.changes.append(partial(remember, decision, ctx, "released", "0" * 64, loads,
+                                  kept_placements(decision, due)))
     return result

@@ -18,7 +18,13 @@ from functools import partial
 
 from gateway.config import Settings
 from gateway.flows import Context, Output, Plan, notification_outputs
-from gateway.flows.placements import PrefetchedView, load_outputs, remember, split_loads
+from gateway.flows.placements import (
+    PrefetchedView,
+    kept_placements,
+    load_outputs,
+    remember,
+    split_loads,
+)
 from gateway.models import Kept, Notice, NoticeType, Outcome, Result, Totals
 from gateway.rules.placements import PlacementDecision, decide
 from gateway.store.interfaces import PlacementState
@@ -61,7 +67,8 @@ def resend_plan(ctx: Context, kept: Sequence[Kept], n: int) -> Resend:
     outputs += notification_outputs(ctx, notices, f"notifications-{name}")
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
     loads = split_loads(decision.records, name, name)
-    result.changes.append(partial(remember, decision, ctx, name, sha, loads, placements))
+    result.changes.append(partial(remember, decision, ctx, name, sha, loads,
+                                  kept_placements(decision, placements)))
     header = writers.AckHeader(name, sha, ctx.now, "tis", "processed", ctx.now)
     ack = Output(
         ctx.settings.paths.acks / f"{name}.ack.xml",

@@ -45,6 +45,7 @@ unchanged placements change no register row.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -170,13 +171,15 @@ def decide_released(
 
 
 class _Overlay:
-    """The view with the register rows and holds decided earlier in the same file laid over it."""
+    """The view with the register rows and holds decided earlier in the same file laid over it.
+
+    Held for the whole file, so kept small: a list per placement and per position (most hold
+    one row; a dict each was most of the memory of deciding a national file)."""
 
     def __init__(self, view: PlacementView) -> None:
         self._view = view
-        self._rows: dict[tuple[str, str], SentApplicant] = {}
-        self._by_placement: dict[str, dict[str, SentApplicant]] = {}
-        self._by_position: dict[tuple[str, str], dict[str, SentApplicant]] = {}
+        self._by_placement: dict[str, list[SentApplicant]] = {}  # one row per VPD
+        self._by_position: dict[tuple[str, str], list[SentApplicant]] = {}
         self._holds: dict[str, Placement | None] = {}
 
     def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
@@ -190,7 +193,7 @@ class _Overlay:
     def sent(self, placement_id: str) -> Sequence[SentApplicant]:
         """The view's rows of the placement, replaced by any decided since."""
         rows = {row.vpd: row for row in self._view.sent(placement_id)}
-        rows.update(self._by_placement.get(placement_id, {}))
+        rows.update((row.vpd, row) for row in self._by_placement.get(placement_id, ()))
         return [rows[vpd] for vpd in sorted(rows)]
 
     def occupants(self, vpd: str, position_number: str) -> Sequence[Occupant]:
@@ -198,11 +201,11 @@ class _Overlay:
         kept = [
             o
             for o in self._view.occupants(vpd, position_number)
-            if o.placement_id is None or (o.placement_id, vpd) not in self._rows
+            if o.placement_id is None or self._decided(o.placement_id, vpd) is None
         ]
         added = [
             _occupant(row)
-            for row in self._by_position.get((vpd, position_number), {}).values()
+            for row in self._by_position.get((vpd, position_number), ())
             if not row.withdrawn
         ]
         return kept + added
@@ -216,16 +219,19 @@ class _Overlay:
     def apply(self, decision: PlacementDecision) -> None:
         """Lay a placement's decision over the view."""
         for row in decision.register:
-            old = self._rows.get((row.placement_id, row.vpd))
+            rows = self._by_placement.setdefault(row.placement_id, [])
+            old = self._decided(row.placement_id, row.vpd)
             if old is not None:
-                self._by_position[(old.vpd, old.position_number)].pop(old.placement_id, None)
-            self._rows[(row.placement_id, row.vpd)] = row
-            self._by_placement.setdefault(row.placement_id, {})[row.vpd] = row
-            self._by_position.setdefault((row.vpd, row.position_number), {})[
-                row.placement_id
-            ] = row
+                rows.remove(old)
+                self._by_position[(old.vpd, old.position_number)].remove(old)
+            rows.append(row)
+            self._by_position.setdefault((row.vpd, row.position_number), []).append(row)
         self._holds.update(dict.fromkeys(decision.release))
         self._holds.update({p.placement_id: p for p in decision.hold})
+
+    def _decided(self, placement_id: str, vpd: str) -> SentApplicant | None:
+        """The row decided since for the placement in the VPD."""
+        return next((r for r in self._by_placement.get(placement_id, ()) if r.vpd == vpd), None)
 
 
 def _occupant(row: SentApplicant) -> Occupant:
@@ -336,7 +342,7 @@ def _deferred(
 ) -> PlacementDecision:
     """A3: held until ``window_days`` before the start."""
     due = placement.start - timedelta(days=rules.window_days)
-    text = (
+    text = sys.intern(  # one text per start day, however many are held
         f"Starts on {placement.start}, more than {rules.window_days} days after {as_of}: "
         f"held, and sent to ESR on the first run on or after {due}."
     )
@@ -814,7 +820,7 @@ def _sent_text(records: Iterable[ApplicantRecord]) -> str:
     for record in records:
         changed = f" of {', '.join(record.changed)}" if record.changed else ""
         parts.append(f"{record.action}{changed} to {record.vpd} ({record.employer_role})")
-    return f"Sent to ESR: {'; '.join(parts)}."
+    return sys.intern(f"Sent to ESR: {'; '.join(parts)}.")  # few texts for a whole file
 
 
 def _by_vpd(pairs: Iterable[tuple[str, Position]]) -> dict[str, list[Position]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -677,7 +678,7 @@ class SqlStore:
                 " ORDER BY vpd, esr_position_id",
                 chunk,
             ):
-                found[str(dpn)].append((str(vpd), codec.loads(Position, data)))
+                found[str(dpn)].append((_vpd(vpd), codec.loads(Position, data)))
         return found
 
     def persons_born_on(
@@ -1028,6 +1029,12 @@ def _changes(
         return encoded, set()
     same = {key(r) for r, data in encoded if stored.get(key(r)) == data}
     return [(r, data) for r, data in encoded if key(r) not in same], same
+
+
+def _vpd(code: object) -> str:
+    """A VPD code read from a row, as one shared string (a national file's records, register
+    rows and notices hold it tens of thousands of times)."""
+    return sys.intern(str(code))
 
 
 def _marks(chunk: Sequence[object]) -> str:
