@@ -17,7 +17,7 @@ from gateway.rules.checks import CheckDecision, CheckTransfer, CheckView, decide
 from gateway.store.interfaces import CheckState
 from gateway.xml import writers
 
-WINDOW = 4000  # applicants whose register rows are read (and held) at once
+WINDOW = 2000  # applicants whose register rows are read (and held) at once
 
 
 @dataclass(frozen=True, slots=True)
