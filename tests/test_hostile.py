@@ -91,7 +91,8 @@ def hostile_documents(t: Traps) -> dict[str, tuple[bytes, str]]:
         f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10)
     )
     big = "x" * 50_000
-    deep = "<a>" * 10_000 + "</a>" * 10_000
+    deep = "<a>" * 10_000 + "</a>" * 10_000  # beyond libxml2's own limit (256)
+    nested = "<a>" * 100 + "</a>" * 100  # beyond ours (32), within libxml2's
     long_comment = "<!--" + "c" * 70_000 + "-->"
     return {
         "billion laughs": (
@@ -138,6 +139,7 @@ def hostile_documents(t: Traps) -> dict[str, tuple[bytes, str]]:
             "FORBIDDEN_XML",
         ),
         "10,000-deep nesting": (f"{root}{deep}</PositionExtract>".encode(), "FORBIDDEN_XML"),
+        "100-deep nesting": (f"{root}{nested}</PositionExtract>".encode(), "FORBIDDEN_XML"),
         "not well-formed": (f"{root}<Position></PositionExtract>".encode(), "NOT_WELL_FORMED"),
         "invalid UTF-8": (f"{root}".encode() + b"<Position>\xc3\x28</Position></PositionExtract>",
                           "NOT_WELL_FORMED"),

@@ -175,8 +175,23 @@ def _check_start(element: Any, depth: int) -> None:
 
 
 def _not_well_formed(exc: etree.XMLSyntaxError) -> RejectedFile:
+    """The parser's refusal: ``FORBIDDEN_XML`` when it hit one of libxml2's own limits (nesting
+    beyond 256, a huge text node), ``NOT_WELL_FORMED`` otherwise.
+
+    libxml2 parses a whole block before lxml yields its events, so a deeply nested file can
+    reach libxml2's depth limit before our own (:data:`MAX_DEPTH`) has seen its elements: which
+    one speaks first depends on the block size and the library's version (lxml 6.2 with libxml2
+    2.14 stops at 256 within the first block).
+    """
     line, column = exc.position if exc.position else (exc.lineno, 0)
-    return RejectedFile.one("NOT_WELL_FORMED", clean_message(exc.msg or str(exc)), line, column)
+    message = clean_message(exc.msg or str(exc))
+    # exc.code is this error's own type (exc.error_log holds earlier parses' errors too).
+    limit = getattr(exc, "code", None) == etree.ErrorTypes.ERR_RESOURCE_LIMIT
+    if limit or "Excessive depth" in message:
+        if "depth" in message:
+            message = f"elements nested deeper than {MAX_DEPTH}"
+        return RejectedFile.one("FORBIDDEN_XML", message, line, column)
+    return RejectedFile.one("NOT_WELL_FORMED", message, line, column)
 
 
 def read_root(path: Path, max_bytes: int) -> Root:
