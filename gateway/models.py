@@ -6,9 +6,19 @@ into outbound XML. Nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+
+
+@functools.lru_cache(maxsize=4096)
+def shared(text: str) -> str:
+    """``text``, as the first equal string seen lately: a value repeated across a large file
+    (a day, a level, an outcome's text) is then one object, not one per record. A bounded cache,
+    not :func:`sys.intern`, whose strings some Pythons never free (3.12 before the fix of
+    CPython gh-113993, free-threaded builds): a daemon would keep every value a partner sent."""
+    return text
 
 
 class Channel(StrEnum):

@@ -45,7 +45,6 @@ unchanged placements change no register row.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -66,6 +65,7 @@ from gateway.models import (
     Result,
     SentApplicant,
     Trainee,
+    shared,
 )
 from gateway.rules.positions import ON_INTERFACE_STATUSES, on_interface
 
@@ -342,7 +342,7 @@ def _deferred(
 ) -> PlacementDecision:
     """A3: held until ``window_days`` before the start."""
     due = placement.start - timedelta(days=rules.window_days)
-    text = sys.intern(  # one text per start day, however many are held
+    text = shared(  # one text per start day, however many are held
         f"Starts on {placement.start}, more than {rules.window_days} days after {as_of}: "
         f"held, and sent to ESR on the first run on or after {due}."
     )
@@ -820,7 +820,7 @@ def _sent_text(records: Iterable[ApplicantRecord]) -> str:
     for record in records:
         changed = f" of {', '.join(record.changed)}" if record.changed else ""
         parts.append(f"{record.action}{changed} to {record.vpd} ({record.employer_role})")
-    return sys.intern(f"Sent to ESR: {'; '.join(parts)}.")  # few texts for a whole file
+    return shared(f"Sent to ESR: {'; '.join(parts)}.")  # few texts for a whole file
 
 
 def _by_vpd(pairs: Iterable[tuple[str, Position]]) -> dict[str, list[Position]]:

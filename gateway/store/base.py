@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -28,6 +27,7 @@ from gateway.models import (
     Placement,
     Position,
     SentApplicant,
+    shared,
 )
 from gateway.store import codec
 
@@ -1034,7 +1034,7 @@ def _changes(
 def _vpd(code: object) -> str:
     """A VPD code read from a row, as one shared string (a national file's records, register
     rows and notices hold it tens of thousands of times)."""
-    return sys.intern(str(code))
+    return shared(str(code))
 
 
 def _marks(chunk: Sequence[object]) -> str:

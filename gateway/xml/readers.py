@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
 from datetime import date
 from typing import Any
 
@@ -23,6 +22,7 @@ from gateway.models import (
     Placement,
     Position,
     Trainee,
+    shared,
 )
 
 CHECK_KINDS = ELIGIBLE_CHECKS
@@ -69,7 +69,7 @@ _day = functools.lru_cache(maxsize=8192)(date.fromisoformat)
 
 def _shared(kids: dict[str, Any], name: str) -> str:
     """A required value of few distinct values (a code, a grade), one string object each."""
-    return sys.intern(_req(kids, name))
+    return shared(_req(kids, name))
 
 
 def _date(kids: dict[str, Any], name: str) -> date | None:
@@ -193,7 +193,7 @@ def placement(element: Any) -> Placement:
     )
     return Placement(
         placement_id=element.get("placementId"),
-        action=sys.intern(element.get("action")),
+        action=shared(element.get("action")),
         dpn=_req(kids, "DeaneryPostNumber"),
         managing_deanery_body=_text(kids, "ManagingDeaneryBody"),
         placement_type=_shared(kids, "PlacementType"),
@@ -216,7 +216,7 @@ def _check_record(element: Any) -> CheckRecord:
         text = (child.text or "").strip()
         if not text or len(child):
             continue
-        text = sys.intern(text)  # days, levels, outcomes: few distinct values in a whole file
+        text = shared(text)  # days, levels, outcomes: few distinct values in a whole file
         if len(text) == 10 and text[4] == "-" and text[7] == "-":
             with contextlib.suppress(ValueError):
                 dates.append(_day(text))
