@@ -394,7 +394,9 @@ def test_retention_removes_only_what_is_old_and_no_longer_needed(tmp_path: Path)
     sending = outbox / "tis" / "EOE" / "positions-RGX-2026-01-01.xml"
     sending.write_text("<x/>")
     load = next((outbox / "esr" / "RGT").glob("applicants-*.xml"))
-    old = time.time() - 100 * 86400
+    # 100 days before the tick's as-of (retention counts from it, not from the clock)
+    as_of = datetime.datetime(2026, 11, 22, tzinfo=datetime.UTC)
+    old = as_of.timestamp() - 100 * 86400
     recent = {p for p in var.rglob("*") if p.name.startswith("recent")}
     everything = [p for p in [*var.rglob("*"), *outbox.rglob("*")] if p.is_file()]
     for path in everything:
