@@ -248,8 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     """Generate into OUT."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--placements", type=int, default=None)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="national sizes times this (1.0: 191 VPDs, 100,000 posts, "
+                        "60,000 persons, placements and applicants)")
+    parser.add_argument("--placements", type=int, default=None,
+                        help="placements and applicants instead (posts grow to carry them)")
     parser.add_argument("--seed", type=int, default=2026, help="the same seed, the same files")
     args = parser.parse_args(argv)
     sizes = Sizes.scaled(args.scale, args.placements)
