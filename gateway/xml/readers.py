@@ -67,6 +67,14 @@ def _req(kids: dict[str, Any], name: str) -> str:
 _day = functools.lru_cache(maxsize=8192)(date.fromisoformat)
 
 
+@functools.lru_cache(maxsize=8192)
+def _field(name: str, text: str) -> tuple[str, str]:
+    """A check record's (element name, value), one tuple per pair seen lately: a day, a level
+    or an outcome under the same name recurs across a file (a third of a check file's memory
+    was these pairs). Bounded, so a daemon keeps no partner's values for good."""
+    return name, text
+
+
 def _shared(kids: dict[str, Any], name: str) -> str:
     """A required value of few distinct values (a code, a grade), one string object each."""
     return shared(_req(kids, name))
@@ -220,7 +228,7 @@ def _check_record(element: Any) -> CheckRecord:
         if len(text) == 10 and text[4] == "-" and text[7] == "-":
             with contextlib.suppress(ValueError):
                 dates.append(_day(text))
-        fields.append((_local(child), text))
+        fields.append(_field(_local(child), text))
     return CheckRecord(
         kind=_local(element),
         xml=etree.tostring(element, method="c14n"),
