@@ -19,8 +19,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _name(frame: str) -> str:
     """``function (path/file.py:line)`` → ``function file.py``."""
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         raw = Path(tmp) / "samples.txt"
         subprocess.run([spy, "record", "--rate", str(args.rate), "--format", "raw",
                         "--output", str(raw), "--", sys.executable, "-m", "gateway", *command],
-                       cwd=ROOT, check=False, stdout=subprocess.DEVNULL)
+                       check=False, stdout=subprocess.DEVNULL)  # here: relative paths hold
         print(summarise(raw, args.top))
 
 
