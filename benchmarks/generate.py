@@ -244,16 +244,22 @@ def generate(out: Path, sizes: Sizes, seed: int = 2026) -> dict[str, list[Path]]
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Generate into OUT."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
+def add_size_options(parser: argparse.ArgumentParser) -> None:
+    """``--scale``, ``--placements`` and ``--seed``: what :meth:`Sizes.scaled` and
+    :func:`generate` take (this script's and ``run.py``'s)."""
     parser.add_argument("--scale", type=float, default=1.0,
                         help="national sizes times this (1.0: 191 VPDs, 100,000 posts, "
                         "60,000 persons, placements and applicants)")
     parser.add_argument("--placements", type=int, default=None,
                         help="placements and applicants instead (posts grow to carry them)")
     parser.add_argument("--seed", type=int, default=2026, help="the same seed, the same files")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Generate into OUT."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    add_size_options(parser)
     args = parser.parse_args(argv)
     sizes = Sizes.scaled(args.scale, args.placements)
     made = generate(args.out, sizes, args.seed)

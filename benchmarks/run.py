@@ -31,7 +31,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.generate import AS_OF, Sizes, generate, write_confirmations  # noqa: E402
+from benchmarks.generate import (  # noqa: E402
+    AS_OF,
+    Sizes,
+    add_size_options,
+    generate,
+    write_confirmations,
+)
 
 CONFIG = (
     '[paths]\ninbox="inbox"\noutbox="outbox"\nvar="var"\n'
@@ -149,12 +155,7 @@ def count(paths: list[Path], tag: bytes) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Generate, run every flow, print the table and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="national sizes times this (1.0: 191 VPDs, 100,000 posts, "
-                        "60,000 persons, placements and applicants)")
-    parser.add_argument("--placements", type=int, default=None,
-                        help="placements and applicants instead (posts grow to carry them)")
-    parser.add_argument("--seed", type=int, default=2026, help="the same seed, the same files")
+    add_size_options(parser)
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep it")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs, each on a fresh gateway; each flow's median ratio is shown")

@@ -185,13 +185,12 @@ def _not_well_formed(exc: etree.XMLSyntaxError) -> RejectedFile:
     """
     line, column = exc.position if exc.position else (exc.lineno, 0)
     message = clean_message(exc.msg or str(exc))
+    if "Excessive depth" in message:
+        message = f"elements nested deeper than {MAX_DEPTH}"
     # exc.code is this error's own type (exc.error_log holds earlier parses' errors too).
-    limit = getattr(exc, "code", None) == etree.ErrorTypes.ERR_RESOURCE_LIMIT
-    if limit or "Excessive depth" in message:
-        if "depth" in message:
-            message = f"elements nested deeper than {MAX_DEPTH}"
-        return RejectedFile.one("FORBIDDEN_XML", message, line, column)
-    return RejectedFile.one("NOT_WELL_FORMED", message, line, column)
+    elif getattr(exc, "code", None) != etree.ErrorTypes.ERR_RESOURCE_LIMIT:
+        return RejectedFile.one("NOT_WELL_FORMED", message, line, column)
+    return RejectedFile.one("FORBIDDEN_XML", message, line, column)
 
 
 def read_root(path: Path, max_bytes: int) -> Root:
