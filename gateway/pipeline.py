@@ -13,6 +13,13 @@ The commit protocol, which makes a crash at any point leave either the old state
 A crash before 2 leaves the file claimed: on restart it is processed again from the same state
 and gives the same outputs. A crash after 2 is finished by :meth:`Pipeline.recover`, which renames
 what 2 listed and moves the input on.
+
+A placement or check file is decided as it is read, a window of records at a time (issue 13): the
+transaction of 2 is opened first and takes each window's state changes as the window's outputs
+are appended to their temporary files; the outputs are fsynced, the fate marked and the outputs
+listed last, and the commit is the same single one. A file that proves invalid on the way
+(its last record, say) rolls the transaction back, its temporary files are removed, and it is
+decided the careful way (:func:`parse`), which says why.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ import contextlib
 import os
 import re
 import stat
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -44,7 +52,9 @@ from gateway.errors import (
     Unreadable,
     Vanished,
 )
-from gateway.flows import Context, Flow, Output, Plan
+from gateway.flows import Context, Flow, Output, Plan, Sink, Staging, Stream
+from gateway.flows.checks import stream as stream_checks
+from gateway.flows.placements import stream as stream_placements
 from gateway.models import Totals
 from gateway.store.base import CLAIMING, Held, Receipt
 from gateway.store.interfaces import Store
@@ -61,6 +71,8 @@ from gateway.xml.secure import (
 )
 
 log = logs.get("gateway.pipeline")
+
+STREAMS: dict[str, Stream] = {"placements": stream_placements, "checks": stream_checks}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME = 120
@@ -113,10 +125,14 @@ class Pipeline:
         store: Store,
         flows: dict[str, Flow],
         clock: Callable[[], str] = utc_now,
+        streams: Mapping[str, Stream] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.flows = flows
+        # kinds decided as they are read (issue 13); the flow of the same name decides the file
+        # when it proves invalid on the way, or for its records with routing codes not plain
+        self.streams = STREAMS if streams is None else streams
         self.clock = clock
         self.paths = settings.paths
         modes.configure(settings.paths.var, settings.paths.gid)
@@ -243,22 +259,28 @@ class Pipeline:
         errors: list[FileError] = []
         duplicate_of = None
         kind: tuple[str, str | None] | None = None  # (flow, the document's VPD) once parsed
-        if earlier is not None:
-            status, plan, duplicate_of = "duplicate", Plan(), earlier
-            errors = [FileError("DUPLICATE_FILE", f"same content as the earlier file {earlier}")]
+        streamed = None if earlier is not None else self._stream(receipt, ctx)
+        if streamed is not None:
+            status, (totals, count) = "processed", streamed
         else:
-            try:
-                parsed = self.parse(path, receipt.channel)
-                kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
-                plan = self.flows[parsed.kind.name](parsed.document, ctx)
-                del parsed  # the file's records: the plan keeps what it needs of them
-                status = "processed"
-            except RejectedFile as rejected:
-                status, plan, errors = "rejected", Plan(), rejected.errors
-        totals = Totals.of(plan.outcomes)
-        ack = self._ack(receipt, status, now, errors, plan, totals, duplicate_of)
-        outputs = [*plan.outputs, ack]
-        self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of, kind)
+            if earlier is not None:
+                status, plan, duplicate_of = "duplicate", Plan(), earlier
+                errors = [FileError("DUPLICATE_FILE",
+                                    f"same content as the earlier file {earlier}")]
+            else:
+                try:
+                    parsed = self.parse(path, receipt.channel)
+                    kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
+                    plan = self.flows[parsed.kind.name](parsed.document, ctx)
+                    del parsed  # the file's records: the plan keeps what it needs of them
+                    status = "processed"
+                except RejectedFile as rejected:
+                    status, plan, errors = "rejected", Plan(), rejected.errors
+            totals = Totals.of(plan.outcomes)
+            ack = self._ack(receipt, status, now, errors, plan, totals, duplicate_of)
+            outputs = [*plan.outputs, ack]
+            count = len(outputs)
+            self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of, kind)
         self._finalize(receipt, status)
         self.timings.append((receipt.channel, time.monotonic() - started))
         log.info(
@@ -274,7 +296,7 @@ class Pipeline:
             deferred=totals.deferred,
             unchanged=totals.unchanged,
             rejected=totals.rejected,
-            outputs=len(outputs),
+            outputs=count,
             duration_ms=round((time.monotonic() - started) * 1000),
         )
         return status
@@ -288,6 +310,7 @@ class Pipeline:
         plan: Plan,
         totals: Totals,
         duplicate_of: str | None,
+        body: BinaryIO | None = None,
     ) -> Output:
         header = writers.AckHeader(
             sent_name(receipt.sent_name), receipt.sha256, receipt.claimed_at, receipt.channel,
@@ -296,8 +319,62 @@ class Pipeline:
         return Output(
             self.paths.acks / receipt.ack_name,
             partial(writers.write_ack, header=header, errors=errors, outcomes=plan.outcomes,
-                    totals=totals),
+                    totals=totals, body=body),
         )
+
+    def _stream(self, receipt: Receipt, ctx: Context) -> tuple[Totals, int] | None:
+        """Decide a file of a streamed kind as it is read, and commit it (issue 13): the
+        store transaction is opened first, each window's state changes go into it and its
+        outputs into their temporary files, then the acknowledgement, the file's fate and the
+        outputs to publish, as :meth:`commit` does. None if the file is not of such a kind, or
+        proved invalid on the way: then nothing of it was kept (the transaction rolled back,
+        the temporary files removed) and the caller decides it the careful way.
+
+        Returns the totals and the number of outputs."""
+        path = Path(receipt.processing_path)
+        try:
+            root = read_root(path, self.settings.intake.max_bytes)
+        except RejectedFile:
+            return None
+        kind = BY_ROOT.get((root.namespace, root.name))
+        if (kind is None or kind.channel != receipt.channel or kind.name not in self.flows
+                or kind.name not in self.streams):
+            return None
+        records = _streamed(path, kind, self.settings.intake.max_bytes)
+        staging = Staging(receipt.sha256[:12])
+        try:
+            modes.make_dirs(self.paths.var)
+            # the ack's outcomes, in a file with no name (closed by the block below)
+            spool = tempfile.TemporaryFile(dir=self.paths.var)  # noqa: SIM115
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot write in {self.paths.var}: {exc.strerror}") from exc
+        try:
+            with spool, self.store.work_lock(), self.store.transaction():
+                sink = Sink(staging, spool)
+                self.streams[kind.name](records, ctx, sink)
+                totals = sink.totals
+                ack = self._ack(receipt, "processed", ctx.now, [], Plan(), totals, None, spool)
+                staging.append(ack.path, writers.Parts(b"", _whole(ack.write)), [None])
+                written = staging.finish()
+                faults.crashpoint("outputs-written")
+                self.store.finish(
+                    receipt.id, "processed", at=self.clock(), owner=self.owner,
+                    totals={"received": totals.received, "rejected": totals.rejected},
+                )
+                vpd = getattr(kind.build(root.attributes, ()), "vpd", None)
+                OperationsLedger(self.store).record_counts(receipt.id, kind.name, vpd,
+                                                           sink.counts)
+                self.store.add_pending_outputs(receipt.id, written)
+                _check_written(written)
+        except _Invalid:
+            staging.discard()
+            return None
+        except BaseException:
+            staging.discard()
+            raise
+        faults.crashpoint("committed")
+        self._publish(receipt.id, written)
+        return totals, len(written)
 
     def parse(self, path: Path, channel: str | None) -> Parsed:
         """Hardened parse and XSD validation of a whole file; raises RejectedFile."""
@@ -351,12 +428,7 @@ class Pipeline:
                     plan.apply(self.store)
                     finish()
                     self.store.add_pending_outputs(rid, written)
-                    gone = [t for t, _f, i, n in written if not files.still_written(t, i, n)]
-                    if gone:
-                        raise TransientError(
-                            f"{len(gone)} output(s) vanished before the commit, e.g. "
-                            f"{gone[0].name}: the file is processed again"
-                        )
+                    _check_written(written)
             except BaseException:
                 for temp, _final, _ino, _size in written:
                     files.discard(temp)
@@ -544,6 +616,36 @@ def _unmoved(source_path: str | None, source_ino: int | None, target: Path) -> b
 
 def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, GatewayError) else f"internal error: {type(exc).__name__}"
+
+
+def _check_written(written: Iterable[files.Written]) -> None:
+    """A temporary output gone before the commit (removed by something else) fails it."""
+    gone = [t for t, _f, i, n in written if not files.still_written(t, i, n)]
+    if gone:
+        raise TransientError(
+            f"{len(gone)} output(s) vanished before the commit, e.g. {gone[0].name}: the file "
+            "is processed again"
+        )
+
+
+class _Invalid(Exception):
+    """A streamed file proved invalid on the way (:meth:`Pipeline._stream`)."""
+
+
+def _streamed(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
+    """The records of a file as they are read and validated; :class:`_Invalid` if it is not a
+    valid file (the careful path, :func:`parse`, says why, and takes the records whose routing
+    codes are not plain)."""
+    try:
+        for element in iter_records(path, schema(kind.xsd), limit, kind.record_tag):
+            yield kind.read_record(element)
+    except (RejectedFile, ValueError, KeyError, TypeError) as exc:
+        raise _Invalid(str(exc)) from exc
+
+
+def _whole(write: Callable[[BinaryIO], None]) -> Callable[[BinaryIO, Iterable[None]], None]:
+    """A whole output's writer as the body of :class:`writers.Parts` of one piece."""
+    return lambda fh, _pieces: write(fh)
 
 
 def parse(path: Path, channel: str | None, limit: int) -> Parsed:

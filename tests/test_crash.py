@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+from datetime import date, timedelta
 
 from lxml import etree
 
@@ -81,3 +82,51 @@ def test_sigkill_at_each_commit_step_loses_nothing_and_repeats_nothing(
     assert assert_all_valid(root / "outbox") == N + N + 1  # acks, notifications, extract
     events = [e["event"] for e in daemon.logs()]
     assert events.count("daemon.stopped") == 1
+
+
+def test_sigkill_in_the_middle_of_a_streamed_placement_file(daemon: DaemonProcess) -> None:
+    """A 4,500-placement file is decided as it is read, 2,000 at a time, in one transaction:
+    SIGKILLed after its second window (state written into the open transaction, outputs half
+    appended under temporary names), the restarted daemon decides it again from the start —
+    every placement sent exactly once, no temporary file left, nothing published twice."""
+    root = daemon.root
+    (root / "inbox" / "esr").mkdir(parents=True)
+    (root / "inbox" / "tis").mkdir(parents=True)
+    shared = "EOE/RGT00/001/FY1/001"
+    (root / "inbox" / "esr" / "pos.xml").write_text(
+        b.positions("RGT", [b.position(1, "1001", dpn=shared, ptype="Shared")]))
+    acks = root / "outbox" / "reports" / "acks"
+    daemon.start()
+    wait_until((acks / "pos.ack.xml").exists, timeout=60, what="the positions")
+    assert daemon.terminate() == 0
+
+    start = date.today() + timedelta(days=60)
+    count = 4500
+    (root / "inbox" / "tis" / "rotation.xml").write_text(b.placements(
+        b.placement(f"P{i:04d}", dpn=shared, start=start.isoformat(),
+                    end=(start + timedelta(days=180)).isoformat(),
+                    person=b.trainee(f"T{i:04d}")) for i in range(count)))
+    daemon.start(DIT_GATEWAY_CRASH_AT="window-written:2")
+    assert daemon.wait(timeout=120) == -signal.SIGKILL
+    assert not (acks / "rotation.ack.xml").exists()
+    assert list((root / "outbox" / "esr").rglob("applicants-*.xml")) == []
+    assert list((root / "outbox").rglob(".applicants-*.tmp")) != []  # half written, unpublished
+
+    daemon.start()
+    wait_until((acks / "rotation.ack.xml").exists, timeout=120, what="the ack")
+    assert daemon.terminate() == 0
+    ack = etree.parse(str(acks / "rotation.ack.xml")).getroot()
+    totals = ack.find("{urn:dit-gateway:ack:1}Totals")
+    assert totals is not None
+    assert (totals.get("received"), totals.get("loaded")) == (str(count), str(count))
+    sent = [a.get("placementId") for path in (root / "outbox" / "esr").rglob("applicants-*.xml")
+            for a in etree.parse(str(path)).getroot()]
+    assert sorted(sent) == [f"P{i:04d}" for i in range(count)]  # each once
+    assert [p for p in root.rglob(".*") if p.is_file()] == []
+    with sqlite3.connect(root / "var" / "gateway.db") as db:
+        records = db.execute("SELECT COUNT(*), COUNT(DISTINCT placement_id) FROM load_records"
+                             ).fetchone()
+        statuses = db.execute("SELECT status FROM receipts ORDER BY id").fetchall()
+    db.close()
+    assert records == (count, count)
+    assert statuses == [("processed",), ("processed",)]

@@ -1,20 +1,30 @@
 """Flows: for one parsed document, read the state the rules need, call the pure rules, and say
 what to write and what to store. No flow commits anything: the pipeline does, in one transaction.
+
+A streamed flow (:data:`Stream`: placements, checks) does the same a window of records at a time
+as the file is read, inside the transaction the pipeline holds open for the file: it appends
+each window's outputs to their temporary files (:class:`Sink`) and writes its state changes
+into the store, so that nothing of the file is held until the end (issue 13).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 from gateway.config import Settings
-from gateway.models import Notice, Outcome
+from gateway.errors import StorageUnavailable
+from gateway.models import Notice, Outcome, Result, Totals
 from gateway.paths import output_path
 from gateway.store.base import Receipt
 from gateway.store.interfaces import Store
+from gateway.transport import files
 from gateway.transport.files import write_temp
 from gateway.xml import writers
 
@@ -91,6 +101,121 @@ def notification_outputs(ctx: Context, notices: list[Notice], name: str) -> list
     return outputs
 
 
+T = TypeVar("T")
+
+
+class Staging:
+    """Outputs written a piece at a time while a file is decided, each under its temporary
+    name (step 1 of the commit protocol, :mod:`gateway.pipeline`, done as the records come):
+    nothing of a national file is held until the end (issue 13). Each piece opens its file to
+    append and closes it again, so a few hundred outputs hold no descriptor between windows.
+    """
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self._tails: dict[Path, tuple[Path, bytes]] = {}  # final → (temp, tail), in order
+
+    def append(self, final: Path, parts: writers.Parts[T], records: Sequence[T]) -> None:
+        """Append ``records`` to the output ``final`` (begun with ``parts.head`` first)."""
+        temp = files.temp_path_for(final, self.tag)
+        new = final not in self._tails
+        if new:
+            self._tails[final] = (temp, parts.tail)
+
+        def write(fh: BinaryIO) -> None:
+            if new:
+                fh.write(parts.head)
+            parts.body(fh, records)
+
+        files.append_temp(temp, write, create=new)
+
+    def finish(self) -> list[files.Written]:
+        """End every output with its tail and fsync it: (temp, final, inode, size) each."""
+        written: list[files.Written] = []
+        for final, (temp, tail) in self._tails.items():
+            ino, size = files.append_temp(temp, partial(_put, tail), sync=True)
+            written.append((temp, final, ino, size))
+        return written
+
+    def discard(self) -> None:
+        """Remove every temporary file begun."""
+        for temp, _tail in self._tails.values():
+            files.discard(temp)
+
+
+def _put(data: bytes, fh: BinaryIO) -> None:
+    fh.write(data)
+
+
+class Sink:
+    """Where a streamed flow puts what it decides, window by window: outputs (staged), and
+    outcomes (appended to the acknowledgement's body, ``spool``, and counted)."""
+
+    def __init__(self, staging: Staging, spool: BinaryIO) -> None:
+        self.staging = staging
+        self.spool = spool
+        self.counts: Counter[tuple[str, str, str]] = Counter()  # (result, reason, vpd)
+
+    def append(self, final: Path, parts: writers.Parts[T], records: Sequence[T]) -> None:
+        """Append records to an output (:meth:`Staging.append`)."""
+        self.staging.append(final, parts, records)
+
+    def outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Acknowledge records."""
+        self.counts.update((o.result.value, o.reason or "", o.vpd or "") for o in outcomes)
+        try:
+            writers.outcome_rows(self.spool, outcomes)
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"cannot write the acknowledgement: {exc.strerror or exc}") from exc
+
+    @property
+    def totals(self) -> Totals:
+        """The acknowledgement's totals."""
+        by_result = Counter[str]()
+        for (result, _reason, _vpd), n in self.counts.items():
+            by_result[result] += n
+        return Totals(**{r.value: by_result[r.value] for r in Result})
+
+
+class NoticeParts:
+    """The notification outputs of a streamed file: XML and CSV per VPD (as
+    :func:`notification_outputs` writes them)."""
+
+    def __init__(self, ctx: Context, name: str) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.source = ctx.receipt.name if ctx.receipt else None
+        self.sha = ctx.receipt.sha256 if ctx.receipt else None
+        self.parts: dict[str, writers.Parts[Notice]] = {}
+        self.csv = writers.notifications_csv_parts()
+
+    def append(self, sink: Sink, notices: Sequence[Notice]) -> None:
+        """Append notices to their VPDs' outputs."""
+        by_vpd: dict[str, list[Notice]] = {}
+        for n in notices:
+            by_vpd.setdefault(n.vpd, []).append(n)
+        for vpd, rows in sorted(by_vpd.items()):
+            if vpd not in self.parts:
+                self.parts[vpd] = writers.notifications_parts(vpd, self.ctx.now, self.source,
+                                                              self.sha)
+            sink.append(self.ctx.output("reports", vpd, f"{self.name}.xml"), self.parts[vpd],
+                        rows)
+            sink.append(self.ctx.output("reports", vpd, f"{self.name}.csv"), self.csv, rows)
+
+
+Stream = Callable[[Iterable[Any], Context, Sink], None]
+"""A flow that decides a file window by window as its records are read: writes its outputs
+through the sink, and its state changes into the store (the caller holds the transaction)."""
+
+
+def windows(records: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``records`` in lists of ``size`` (the last shorter), read as they are needed."""
+    it = iter(records)
+    while window := list(islice(it, size)):
+        yield window
+
+
 R = TypeVar("R")  # a record of a file
 V = TypeVar("V")  # the view of the store the rules ask
 
@@ -121,4 +246,17 @@ class Windowed(Generic[R, V]):
 
 Flow = Callable[[Any, Context], Plan]
 
-__all__ = ["Context", "Flow", "Output", "Plan", "Windowed", "notification_outputs", "write_temp"]
+__all__ = [
+    "Context",
+    "Flow",
+    "NoticeParts",
+    "Output",
+    "Plan",
+    "Sink",
+    "Staging",
+    "Stream",
+    "Windowed",
+    "notification_outputs",
+    "windows",
+    "write_temp",
+]

@@ -6,14 +6,24 @@ they can reach no load, report or log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 
-from gateway.flows import Context, Output, Plan, Windowed, notification_outputs
+from gateway import faults
+from gateway.flows import (
+    Context,
+    NoticeParts,
+    Output,
+    Plan,
+    Sink,
+    Windowed,
+    notification_outputs,
+    windows,
+)
 from gateway.models import CheckApplicant, CheckFile, SentApplicant
-from gateway.rules.checks import CheckDecision, CheckTransfer, CheckView, decide
+from gateway.rules.checks import CheckDecider, CheckDecision, CheckTransfer, CheckView, decide
 from gateway.store.interfaces import CheckState
 from gateway.xml import writers
 
@@ -103,6 +113,32 @@ def plan(document: CheckFile, ctx: Context) -> Plan:
     result = Plan(outcomes=decision.outcomes, outputs=outputs)
     result.changes.append(partial(_remember, decision, sha, ctx.now))
     return result
+
+
+def stream(applicants: Iterable[CheckApplicant], ctx: Context, sink: Sink) -> None:
+    """:func:`plan` a window of applicants at a time, as the file is read (issue 13): each
+    window's transfers are recorded in the caller's transaction and its outputs appended, then
+    it is let go. The outputs are those :func:`plan` gives for the whole file."""
+    stem = ctx.receipt.stem if ctx.receipt else "checks"
+    source = ctx.receipt.name if ctx.receipt else stem
+    sha = ctx.receipt.sha256 if ctx.receipt else ""
+    decider = CheckDecider(ctx.as_of)
+    loads: dict[str, writers.Parts[writers.CheckTransferRow]] = {}
+    notices = NoticeParts(ctx, f"notifications-{stem}-{ctx.sha12}")
+    for window in windows(applicants, WINDOW):
+        decision = decider.decide(window, PrefetchedView.of(ctx.store, window))
+        by_vpd: dict[str, list[CheckTransfer]] = {}
+        for transfer in decision.transfers:
+            by_vpd.setdefault(transfer.vpd, []).append(transfer)
+        for vpd, transfers in sorted(by_vpd.items()):
+            if vpd not in loads:
+                loads[vpd] = writers.check_load_parts(vpd, ctx.now, source, sha)
+            sink.append(ctx.output("esr", vpd, f"checks-{stem}-{ctx.sha12}.xml"), loads[vpd],
+                        [(t.placement_id, t.trac_applicant_id, t.checks) for t in transfers])
+        notices.append(sink, decision.notices)
+        sink.outcomes(decision.outcomes)
+        _remember(decision, sha, ctx.now, ctx.store)
+        faults.crashpoint("window-written")
 
 
 def _remember(decision: CheckDecision, sha: str, now: str, store: CheckState) -> None:

@@ -5,12 +5,22 @@ Also the daily release of held placements (A3), as a scheduled job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
 
-from gateway.flows import Context, Output, Plan, Windowed, notification_outputs
+from gateway import faults
+from gateway.flows import (
+    Context,
+    NoticeParts,
+    Output,
+    Plan,
+    Sink,
+    Windowed,
+    notification_outputs,
+    windows,
+)
 from gateway.models import (
     ApplicantRecord,
     Kept,
@@ -25,6 +35,7 @@ from gateway.models import (
     SentApplicant,
 )
 from gateway.rules.placements import (
+    Decider,
     PlacementDecision,
     PlacementView,
     decide,
@@ -175,32 +186,82 @@ def plan(document: PlacementFile, ctx: Context) -> Plan:
     return result
 
 
-def _files(records: Sequence[ApplicantRecord], name: str) -> list[tuple[str, str,
-                                                                       list[ApplicantRecord]]]:
-    """(vpd, file name, records) of the load files: per VPD, never more than 40 records against
-    one position in a file (A13): ``applicants-<name>.xml``, then ``-2.xml``, …"""
-    files: dict[tuple[str, int], list[ApplicantRecord]] = {}
-    per_position: dict[tuple[str, str], int] = {}
-    for record in records:
-        key = (record.vpd, record.position_number)
-        index = per_position.get(key, 0) // MAX_PER_POSITION
-        per_position[key] = per_position.get(key, 0) + 1
-        files.setdefault((record.vpd, index), []).append(record)
-    return [
-        (vpd, f"applicants-{name}{'' if index == 0 else f'-{index + 1}'}.xml", rows)
-        for (vpd, index), rows in sorted(files.items())
-    ]
+class _LoadSplit:
+    """A13 over a file's records, as they come: per VPD, never more than 40 records against one
+    position in a load file: ``applicants-<name>.xml``, then ``-2.xml``, …"""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.per_position: dict[tuple[str, str], int] = {}
+        self.per_file: dict[tuple[str, int], int] = {}  # records in each file so far
+
+    def split(self, records: Iterable[ApplicantRecord]) -> list[_Part]:
+        """The next records in their files, in order of files (VPD, then index)."""
+        found: dict[tuple[str, int], list[ApplicantRecord]] = {}
+        per_position = self.per_position
+        for record in records:
+            key = (record.vpd, record.position_number)
+            count = per_position.get(key, 0)
+            per_position[key] = count + 1
+            found.setdefault((record.vpd, count // MAX_PER_POSITION), []).append(record)
+        parts = []
+        for (vpd, index), rows in sorted(found.items()):
+            before = self.per_file.get((vpd, index), 0)
+            self.per_file[(vpd, index)] = before + len(rows)
+            name = f"applicants-{self.name}{'' if index == 0 else f'-{index + 1}'}.xml"
+            parts.append(_Part(vpd, name, rows, before))
+        return parts
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Records of one load file: ``rows``, after the ``before`` written into it already."""
+
+    vpd: str
+    name: str
+    rows: list[ApplicantRecord]
+    before: int
+
+    def load(self, source: str) -> LoadFile:
+        """The part as the store remembers it (R1, R6): records numbered within the file."""
+        return LoadFile(self.vpd, self.name, source, "", tuple(
+            LoadRecord(r.placement_id, r.action, n, r.dpn, r.position_number)
+            for n, r in enumerate(self.rows, self.before + 1)
+        ))
 
 
 def split_loads(records: Sequence[ApplicantRecord], name: str, source: str) -> list[LoadFile]:
     """The load files :func:`load_outputs` writes, as the store remembers them (R1, R6)."""
-    return [
-        LoadFile(vpd, file_name, source, "", tuple(
-            LoadRecord(r.placement_id, r.action, n, r.dpn, r.position_number)
-            for n, r in enumerate(rows, 1)
-        ))
-        for vpd, file_name, rows in _files(records, name)
-    ]
+    return [part.load(source) for part in _LoadSplit(name).split(records)]
+
+
+def stream(placements: Iterable[Placement], ctx: Context, sink: Sink) -> None:
+    """:func:`plan` a window of placements at a time, as the file is read (issue 13): each
+    window is decided against the store as the earlier windows left it (their changes are
+    written into the caller's transaction before the next window's state is read), its records,
+    notices and outcomes are appended to the outputs, and then it is let go. The outputs are
+    those :func:`plan` gives for the whole file."""
+    stem = ctx.receipt.stem if ctx.receipt else "placements"
+    source = ctx.receipt.name if ctx.receipt else stem
+    sha = ctx.receipt.sha256 if ctx.receipt else ""
+    name = f"{stem}-{ctx.sha12}"
+    decider = Decider(ctx.as_of, ctx.settings.rules)
+    split = _LoadSplit(name)
+    load_parts: dict[str, writers.Parts[ApplicantRecord]] = {}
+    notices = NoticeParts(ctx, f"notifications-{name}")
+    for window in windows(placements, WINDOW):
+        decision = decider.decide(window, PrefetchedView.of(ctx.store, window))
+        parts = split.split(decision.records)
+        for part in parts:
+            if part.vpd not in load_parts:
+                load_parts[part.vpd] = writers.applicant_load_parts(part.vpd, ctx.now, source, sha)
+            sink.append(ctx.output("esr", part.vpd, part.name), load_parts[part.vpd], part.rows)
+        notices.append(sink, decision.notices)
+        sink.outcomes(decision.outcomes)
+        remember(decision, ctx, source, sha, [part.load(source) for part in parts],
+                 kept_placements(decision, window), ctx.store,
+                 continued={(part.vpd, part.name) for part in parts if part.before})
+        faults.crashpoint("window-written")
 
 
 def load_outputs(
@@ -208,12 +269,12 @@ def load_outputs(
 ) -> list[Output]:
     """Applicant load files per VPD, never more than 40 records against one position (A13)."""
     outputs = []
-    for vpd, file_name, rows in _files(records, name):
+    for part in _LoadSplit(name).split(records):
         write = partial(
-            writers.write_applicant_load, vpd=vpd, generated_at=ctx.now, source_file=source,
-            source_sha256=sha, records=rows,
+            writers.write_applicant_load, vpd=part.vpd, generated_at=ctx.now, source_file=source,
+            source_sha256=sha, records=part.rows,
         )
-        outputs.append(Output(ctx.output("esr", vpd, file_name), write))
+        outputs.append(Output(ctx.output("esr", part.vpd, part.name), write))
     return outputs
 
 
@@ -225,11 +286,15 @@ def remember(
     loads: Sequence[LoadFile],
     kept: tuple[list[Kept], list[str]],
     store: PlacementState,
+    continued: Collection[tuple[str, str]] = (),
 ) -> None:
     """Commit a placement decision: the register, the loads, holds, and what R7 keeps
-    (``kept``: :func:`kept_placements`)."""
+    (``kept``: :func:`kept_placements`). The loads ``continued`` ((vpd, name)) add records to
+    one remembered by an earlier window of the file."""
     store.save_applicants(decision.register, ctx.now)
-    store.record_loads(loads, ctx.at)
+    store.record_loads([load for load in loads if (load.vpd, load.name) not in continued],
+                       ctx.at)
+    store.add_load_records([load for load in loads if (load.vpd, load.name) in continued])
     store.release(decision.release)
     window = timedelta(days=ctx.settings.rules.window_days)
     store.hold_many([(p, (p.start - window).isoformat()) for p in decision.hold], source, sha,

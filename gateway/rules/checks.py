@@ -102,8 +102,25 @@ class _Refusal(Exception):
 def decide(applicants: Iterable[CheckApplicant], view: CheckView, as_of: date) -> CheckDecision:
     """C1–C6 for every applicant of a check file, in order; one outcome each (``applicants`` is
     iterated once: the view may follow it)."""
+    return CheckDecider(as_of).decide(applicants, view)
+
+
+class CheckDecider:
+    """Decides a check file's applicants in parts (windows), in file order, remembering between
+    parts the applicants whose checks this file transferred (C3); :func:`decide` is one part."""
+
+    def __init__(self, as_of: date) -> None:
+        self.as_of = as_of
+        self.done: set[tuple[str, str]] = set()  # (vpd, placement_id) transferred in the file
+
+    def decide(self, applicants: Iterable[CheckApplicant], view: CheckView) -> CheckDecision:
+        """C1–C6 for the next applicants of the file, against ``view``."""
+        return _decide(applicants, view, self.as_of, self.done)
+
+
+def _decide(applicants: Iterable[CheckApplicant], view: CheckView, as_of: date,
+            done: set[tuple[str, str]]) -> CheckDecision:
     decision = CheckDecision()
-    done: set[tuple[str, str]] = set()  # (vpd, placement_id) transferred earlier in this file
     for applicant in applicants:
         if not is_code(applicant.vpd):  # nowhere to route it, not even a notice
             decision.outcomes.append(Outcome(

@@ -137,19 +137,36 @@ def decide(
 
     ``placements`` is iterated once, in order (the view may follow it: the flow's reads the
     state of a window of placements at a time)."""
-    state = _Overlay(view)
-    decision = PlacementDecision()
-    seen: set[str] = set()
-    for placement in placements:
-        if placement.placement_id in seen:
-            refusal = _Refusal("DUPLICATE_IN_FILE", _duplicate_text(placement))
-            one = _rejected(placement, state, as_of, refusal, release=False)
-        else:
-            seen.add(placement.placement_id)
-            one = _decide_one(placement, state, as_of, rules)
-        state.apply(one)
-        decision.extend(one)
-    return decision
+    return Decider(as_of, rules).decide(placements, view)
+
+
+class Decider:
+    """Decides a file's placements in parts (windows), in file order: what it remembers between
+    parts is the placement ids seen (A9). Within a part, each placement sees the view as changed
+    by the part's earlier placements (the overlay); a later part's view must show what the
+    earlier parts decided (the flow writes it into the store first, in the file's transaction).
+    Deciding a whole file as one part is :func:`decide`."""
+
+    def __init__(self, as_of: date, rules: Rules) -> None:
+        self.as_of = as_of
+        self.rules = rules
+        self.seen: set[str] = set()
+
+    def decide(self, placements: Iterable[Placement], view: PlacementView) -> PlacementDecision:
+        """Decide the next placements of the file against ``view``: one outcome each."""
+        state = _Overlay(view)
+        decision = PlacementDecision()
+        seen = self.seen
+        for placement in placements:
+            if placement.placement_id in seen:
+                refusal = _Refusal("DUPLICATE_IN_FILE", _duplicate_text(placement))
+                one = _rejected(placement, state, self.as_of, refusal, release=False)
+            else:
+                seen.add(placement.placement_id)
+                one = _decide_one(placement, state, self.as_of, self.rules)
+            state.apply(one)
+            decision.extend(one)
+        return decision
 
 
 def decide_released(

@@ -811,30 +811,47 @@ class SqlStore:
 
     def record_loads(self, loads: Sequence[LoadFile], at: str) -> None:
         """Remember applicant load files written (R1, R6), and in the register where each
-        placement last went: that load and record, the action, state ``sent``."""
-        for load in loads:
-            self._execute(
-                "INSERT INTO load_files (vpd, name, written_at, source_file, records)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (vpd, name) DO UPDATE SET"
-                " written_at = excluded.written_at, source_file = excluded.source_file,"
-                " records = excluded.records, unconfirmed_at = NULL",
-                (load.vpd, load.name, at, load.source_file, len(load.records)),
-            )
-            self._execute(
-                "DELETE FROM load_records WHERE vpd = ? AND load_file = ?", (load.vpd, load.name)
-            )
-            self._executemany(
-                "INSERT INTO load_records (vpd, load_file, placement_id, action, record, dpn,"
-                " position_number) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(load.vpd, load.name, r.placement_id, r.action, r.record, r.dpn,
-                  r.position_number) for r in load.records],
-            )
-            self._executemany(
-                "UPDATE applicants SET load_file = ?, load_record = ?, last_action = ?,"
-                " esr_state = 'sent', esr_message = NULL WHERE placement_id = ? AND vpd = ?",
-                [(load.name, r.record, r.action, r.placement_id, load.vpd)
-                 for r in load.records],
-            )
+        placement last went: that load and record, the action, state ``sent``. A few
+        statements, however many files."""
+        if not loads:
+            return
+        self._executemany(
+            "INSERT INTO load_files (vpd, name, written_at, source_file, records)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (vpd, name) DO UPDATE SET"
+            " written_at = excluded.written_at, source_file = excluded.source_file,"
+            " records = excluded.records, unconfirmed_at = NULL",
+            [(load.vpd, load.name, at, load.source_file, len(load.records)) for load in loads],
+        )
+        self._executemany(
+            "DELETE FROM load_records WHERE vpd = ? AND load_file = ?",
+            [(load.vpd, load.name) for load in loads],
+        )
+        self._load_records(loads)
+
+    def add_load_records(self, loads: Sequence[LoadFile]) -> None:
+        """Add records to load files already remembered (a file decided a window at a time),
+        and in the register where each placement last went, as :meth:`record_loads`."""
+        if not loads:
+            return
+        self._executemany(
+            "UPDATE load_files SET records = records + ? WHERE vpd = ? AND name = ?",
+            [(len(load.records), load.vpd, load.name) for load in loads],
+        )
+        self._load_records(loads)
+
+    def _load_records(self, loads: Sequence[LoadFile]) -> None:
+        self._executemany(
+            "INSERT INTO load_records (vpd, load_file, placement_id, action, record, dpn,"
+            " position_number) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(load.vpd, load.name, r.placement_id, r.action, r.record, r.dpn,
+              r.position_number) for load in loads for r in load.records],
+        )
+        self._executemany(
+            "UPDATE applicants SET load_file = ?, load_record = ?, last_action = ?,"
+            " esr_state = 'sent', esr_message = NULL WHERE placement_id = ? AND vpd = ?",
+            [(load.name, r.record, r.action, r.placement_id, load.vpd)
+             for load in loads for r in load.records],
+        )
 
     def load_file(self, vpd: str, name: str) -> LoadFile | None:
         """An applicant load file written for the VPD, with its records, if any."""

@@ -375,6 +375,10 @@ class Loads(Protocol):
         placement last went: that load and record, the action, state ``sent``."""
         ...
 
+    def add_load_records(self, loads: Sequence[LoadFile]) -> None:
+        """Add records to load files already remembered (a file decided a window at a time)."""
+        ...
+
     def load_file(self, vpd: str, name: str) -> LoadFile | None:
         """An applicant load file written for the VPD, with its records, if any."""
         ...

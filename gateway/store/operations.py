@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,12 @@ class OperationsLedger:
 
     def record(self, rid: int, flow: str, vpd: str | None, outcomes: Iterable[Outcome]) -> None:
         """The file's kind and VPD, and its records counted by result, reason and VPD."""
-        counts = Counter((o.result.value, o.reason or "", o.vpd or "") for o in outcomes)
+        self.record_counts(rid, flow, vpd, Counter(
+            (o.result.value, o.reason or "", o.vpd or "") for o in outcomes))
+
+    def record_counts(self, rid: int, flow: str, vpd: str | None,
+                      counts: Mapping[tuple[str, str, str], int]) -> None:
+        """:meth:`record` from the counts of (result, reason, VPD) of the file's records."""
         self.store.execute("UPDATE receipts SET kind = ?, vpd = ? WHERE id = ?", (flow, vpd, rid))
         self.store.executemany(
             "INSERT INTO outcome_counts (receipt_id, flow, result, reason, vpd, count)"

@@ -66,6 +66,34 @@ def write_temp(temp: Path, write: Callable[[BinaryIO], None]) -> tuple[int, int]
     return st.st_ino, st.st_size
 
 
+def append_temp(temp: Path, write: Callable[[BinaryIO], None], *, create: bool = False,
+                sync: bool = False) -> tuple[int, int]:
+    """Write more of ``temp`` (``create``: start it, owner-and-group only, as
+    :func:`write_temp`); ``sync``: fsync it, the last piece. Returns its (inode, size)."""
+    try:
+        if create:
+            modes.make_dirs(temp.parent)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        else:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+        fd = os.open(temp, flags, modes.file_mode(temp))
+        try:
+            if create:
+                modes.restrict_fd(fd, temp)
+        except BaseException:
+            os.close(fd)
+            raise
+        with os.fdopen(fd, "ab" if not create else "wb") as fh:
+            write(fh)
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+            st = os.fstat(fh.fileno())
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
+    return st.st_ino, st.st_size
+
+
 def discard(path: Path) -> None:
     """Remove a temporary file if it is there; never fails (it may sit on a broken path)."""
     with contextlib.suppress(OSError):

@@ -219,7 +219,8 @@ def iter_records(
 
     Each record is cleared after the consumer has taken it, so memory stays flat. If the file
     turns out invalid, :class:`RejectedFile` is raised with every schema error and its line; the
-    consumer must therefore not act on records until the iterator is exhausted.
+    consumer must therefore not act on records until the iterator is exhausted, or only in ways
+    it can undo (a streamed flow: a store transaction and temporary outputs).
 
     With a schema and the records' tag (``{namespace}Name``, the only child its root may have),
     only the records' own end events reach Python: the schema refuses any element it does not

@@ -8,10 +8,12 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from functools import partial
+from typing import Any, BinaryIO, Generic, TypeVar
 from xml.sax.saxutils import escape
 
 from lxml import etree
@@ -150,6 +152,11 @@ class _Doc:
             )
 
 
+def _head(kind: str, root: str, attrs: Mapping[str, str | None]) -> str:
+    root_tag = _start(root, {"xmlns": NS[kind], **attrs})
+    return f"<?xml version='1.0' encoding='utf-8'?>\n<{root_tag}>\n"
+
+
 @contextmanager
 def document(
     fh: BinaryIO, kind: str, root: str, attrs: Mapping[str, str | None]
@@ -157,11 +164,40 @@ def document(
     """Open an XML document of ``kind`` with its root element; yields a writer for its body.
     The document is finished (root closed, everything written) only when the block ends
     without an exception."""
-    ns = NS[kind]
-    doc = _Doc(fh, ns)
-    doc._put(f"<?xml version='1.0' encoding='utf-8'?>\n<{_start(root, {'xmlns': ns, **attrs})}>\n")
+    doc = _Doc(fh, NS[kind])
+    doc._put(_head(kind, root, attrs))
     yield doc
     doc._put(f"</{root}>\n")
+    doc.flush()
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Parts(Generic[T]):
+    """A document written a piece at a time, as its records are decided (issue 13): ``head``,
+    then ``body`` appending each batch of records, then ``tail``. The bytes are those the
+    document's one-call writer gives for all the records at once."""
+
+    head: bytes
+    body: Callable[[BinaryIO, Iterable[T]], None]
+    tail: bytes = b""
+
+
+def _parts(kind: str, root: str, attrs: Mapping[str, str | None],
+           rows: Callable[[_Doc, Iterable[T]], None]) -> Parts[T]:
+    head = io.BytesIO()
+    doc = _Doc(head, NS[kind])
+    doc._put(_head(kind, root, attrs))
+    doc.flush()  # checked as every chunk is
+    return Parts(head.getvalue(), partial(_body, NS[kind], rows), f"</{root}>\n".encode())
+
+
+def _body(ns: str, rows: Callable[[_Doc, Iterable[T]], None], fh: BinaryIO,
+          records: Iterable[T]) -> None:
+    doc = _Doc(fh, ns)
+    rows(doc, records)
     doc.flush()
 
 
@@ -185,8 +221,11 @@ def write_ack(
     errors: Iterable[FileError],
     outcomes: Iterable[Outcome],
     totals: Totals,
+    body: BinaryIO | None = None,
 ) -> None:
-    """An acknowledgement: errors, totals that add up, then one outcome per record."""
+    """An acknowledgement: errors, totals that add up, then one outcome per record — the
+    ``outcomes``, then what ``body`` holds (outcomes written by :func:`outcome_rows`, from
+    its start)."""
     attrs = {
         "file": header.file,
         "sha256": header.sha256,
@@ -216,14 +255,29 @@ def write_ack(
             "rejected": totals.rejected,
         }
         doc.leaf("Totals", "", **{k: str(v) for k, v in counts.items()})
-        for o in outcomes:
-            attrs2: dict[str, str | None] = {
-                "recordId": o.record_id,
-                "result": o.result.value,
-                "reason": o.reason,
-                "vpd": o.vpd,
-            }
-            doc.leaf("Outcome", o.text, **{k: v for k, v in attrs2.items() if v is not None})
+        _outcomes(doc, outcomes)
+        if body is not None:
+            doc.flush()
+            body.seek(0)
+            shutil.copyfileobj(body, fh, 1024 * 1024)
+
+
+def _outcomes(doc: _Doc, outcomes: Iterable[Outcome]) -> None:
+    for o in outcomes:
+        attrs: dict[str, str | None] = {
+            "recordId": o.record_id,
+            "result": o.result.value,
+            "reason": o.reason,
+            "vpd": o.vpd,
+        }
+        doc.leaf("Outcome", o.text, **{k: v for k, v in attrs.items() if v is not None})
+
+
+def outcome_rows(fh: BinaryIO, outcomes: Iterable[Outcome]) -> None:
+    """Append acknowledgement ``Outcome`` elements, for :func:`write_ack`'s ``body``."""
+    doc = _Doc(fh, NS["ack"])
+    _outcomes(doc, outcomes)
+    doc.flush()
 
 
 NOTICE_FIELDS = (
@@ -253,6 +307,23 @@ def _notice_row(n: Notice) -> dict[str, str | None]:
     }
 
 
+def _notifications_attrs(vpd: str, generated_at: str, source_file: str | None,
+                         source_sha256: str | None) -> dict[str, str | None]:
+    return {
+        "vpd": vpd,
+        "generatedAt": generated_at,
+        "sourceFile": source_file,
+        "sourceSha256": source_sha256,
+    }
+
+
+def _notifications(doc: _Doc, notices: Iterable[Notice]) -> None:
+    for n in notices:
+        row = _notice_row(n)
+        text = row.pop("text")
+        doc.leaf("Notification", text or "", **{k: v for k, v in row.items() if v})
+
+
 def write_notifications(
     fh: BinaryIO,
     vpd: str,
@@ -262,30 +333,46 @@ def write_notifications(
     source_sha256: str | None = None,
 ) -> None:
     """MSO notifications of one VPD as XML."""
-    attrs = {
-        "vpd": vpd,
-        "generatedAt": generated_at,
-        "sourceFile": source_file,
-        "sourceSha256": source_sha256,
-    }
+    attrs = _notifications_attrs(vpd, generated_at, source_file, source_sha256)
     with document(fh, "notifications", "Notifications", attrs) as doc:
-        for n in notices:
-            row = _notice_row(n)
-            text = row.pop("text")
-            doc.leaf("Notification", text or "", **{k: v for k, v in row.items() if v})
+        _notifications(doc, notices)
 
 
-def write_notifications_csv(fh: BinaryIO, notices: Iterable[Notice]) -> None:
-    """The same notification rows as CSV (UTF-8, header row, one row per notification)."""
-    text = io.StringIO(newline="")
-    writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow(NOTICE_FIELDS)
-    writer.writerows(
+def notifications_parts(vpd: str, generated_at: str, source_file: str | None = None,
+                        source_sha256: str | None = None) -> Parts[Notice]:
+    """:func:`write_notifications` a piece at a time."""
+    attrs = _notifications_attrs(vpd, generated_at, source_file, source_sha256)
+    return _parts("notifications", "Notifications", attrs, _notifications)
+
+
+def _csv_rows(notices: Iterable[Notice]) -> Iterator[tuple[str, ...]]:
+    return (
         (n.type.value, n.placement_id or "", n.dpn or "", n.position_number or "",
          n.trainee or "", n.old_value or "", n.new_value or "", n.reason or "", n.text or "")
         for n in notices
     )
+
+
+def _write_csv(fh: BinaryIO, rows: Iterable[Sequence[str]]) -> None:
+    text = io.StringIO(newline="")
+    csv.writer(text, lineterminator="\r\n").writerows(rows)
     fh.write(text.getvalue().encode("utf-8"))
+
+
+def _csv_body(fh: BinaryIO, notices: Iterable[Notice]) -> None:
+    _write_csv(fh, _csv_rows(notices))
+
+
+def write_notifications_csv(fh: BinaryIO, notices: Iterable[Notice]) -> None:
+    """The same notification rows as CSV (UTF-8, header row, one row per notification)."""
+    _write_csv(fh, [NOTICE_FIELDS, *_csv_rows(notices)])
+
+
+def notifications_csv_parts() -> Parts[Notice]:
+    """:func:`write_notifications_csv` a piece at a time."""
+    head = io.BytesIO()
+    _write_csv(head, [NOTICE_FIELDS])
+    return Parts(head.getvalue(), _csv_body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +479,16 @@ def write_person_update(
                         )
 
 
+def _load_attrs(vpd: str, generated_at: str, source_file: str,
+                source_sha256: str) -> dict[str, str | None]:
+    return {
+        "vpd": vpd,
+        "generatedAt": generated_at,
+        "sourceFile": source_file,
+        "sourceSha256": source_sha256,
+    }
+
+
 def write_applicant_load(
     fh: BinaryIO,
     vpd: str,
@@ -401,48 +498,57 @@ def write_applicant_load(
     records: Iterable[ApplicantRecord],
 ) -> None:
     """An ESR applicant load for one VPD."""
-    attrs = {
-        "vpd": vpd,
-        "generatedAt": generated_at,
-        "sourceFile": source_file,
-        "sourceSha256": source_sha256,
-    }
+    attrs = _load_attrs(vpd, generated_at, source_file, source_sha256)
     with document(fh, "applicant-load", "ApplicantLoad", attrs) as doc:
-        for r in records:
-            p = r.placement
-            t = p.trainee
-            with doc.element("Applicant", {"placementId": r.placement_id, "action": r.action}):
-                doc.leaves(
-                    [
-                        ("ApplicantStatus", APPLICANT_STATUS),
-                        ("ExistingEsrPersonId", r.existing_esr_person_id),
-                        ("EmployerRole", r.employer_role),
-                        ("PositionNumber", r.position_number),
-                        ("DeaneryPostNumber", r.dpn),
-                        ("ProjectedHireDate", p.start.isoformat()),
-                        ("ProjectedEndDate", p.end.isoformat()),
-                        ("WholeTimeEquivalent", p.wte),
-                        ("Grade", p.grade),
-                        ("Specialty", p.specialty),
-                        ("PlacementType", p.placement_type),
-                        ("Forenames", t.forenames),
-                        ("Surname", t.surname),
-                        ("DateOfBirth", t.date_of_birth.isoformat()),
-                        ("Gender", t.gender),
-                        ("NationalInsuranceNumber", t.nino),
-                        ("GmcNumber", t.gmc_number),
-                        ("Email", t.email),
-                        ("MobilePhone", t.mobile_phone),
-                    ]
-                )
-                doc.address(t.address)
-                if r.changed:
-                    with doc.element("Changed"):
-                        for name in r.changed:
-                            doc.leaf("Field", name)
+        _applicants(doc, records)
+
+
+def applicant_load_parts(vpd: str, generated_at: str, source_file: str,
+                         source_sha256: str) -> Parts[ApplicantRecord]:
+    """:func:`write_applicant_load` a piece at a time."""
+    attrs = _load_attrs(vpd, generated_at, source_file, source_sha256)
+    return _parts("applicant-load", "ApplicantLoad", attrs, _applicants)
+
+
+def _applicants(doc: _Doc, records: Iterable[ApplicantRecord]) -> None:
+    for r in records:
+        p = r.placement
+        t = p.trainee
+        with doc.element("Applicant", {"placementId": r.placement_id, "action": r.action}):
+            doc.leaves(
+                [
+                    ("ApplicantStatus", APPLICANT_STATUS),
+                    ("ExistingEsrPersonId", r.existing_esr_person_id),
+                    ("EmployerRole", r.employer_role),
+                    ("PositionNumber", r.position_number),
+                    ("DeaneryPostNumber", r.dpn),
+                    ("ProjectedHireDate", p.start.isoformat()),
+                    ("ProjectedEndDate", p.end.isoformat()),
+                    ("WholeTimeEquivalent", p.wte),
+                    ("Grade", p.grade),
+                    ("Specialty", p.specialty),
+                    ("PlacementType", p.placement_type),
+                    ("Forenames", t.forenames),
+                    ("Surname", t.surname),
+                    ("DateOfBirth", t.date_of_birth.isoformat()),
+                    ("Gender", t.gender),
+                    ("NationalInsuranceNumber", t.nino),
+                    ("GmcNumber", t.gmc_number),
+                    ("Email", t.email),
+                    ("MobilePhone", t.mobile_phone),
+                ]
+            )
+            doc.address(t.address)
+            if r.changed:
+                with doc.element("Changed"):
+                    for name in r.changed:
+                        doc.leaf("Field", name)
 
 
 APPLICANT_STATUS = "Preferred Applicant"
+
+
+CheckTransferRow = tuple[str, str, Iterable[CheckRecord]]  # placementId, tracApplicantId, checks
 
 
 def write_check_load(
@@ -451,23 +557,29 @@ def write_check_load(
     generated_at: str,
     source_file: str,
     source_sha256: str,
-    transfers: Iterable[tuple[str, str, Iterable[CheckRecord]]],
+    transfers: Iterable[CheckTransferRow],
 ) -> None:
     """An ESR check load: per applicant (placementId, tracApplicantId, checks) the eligible
     check records exactly as received, moved into the check-load namespace."""
-    attrs = {
-        "vpd": vpd,
-        "generatedAt": generated_at,
-        "sourceFile": source_file,
-        "sourceSha256": source_sha256,
-    }
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    attrs = _load_attrs(vpd, generated_at, source_file, source_sha256)
     with document(fh, "check-load", "CheckLoad", attrs) as doc:
-        for placement_id, trac_id, checks in transfers:
-            ids = {"placementId": placement_id, "tracApplicantId": trac_id}
-            with doc.element("ApplicantChecks", ids):
-                for check in checks:
-                    doc.write(etree.fromstring(check.xml, parser))
+        _check_transfers(doc, transfers)
+
+
+def check_load_parts(vpd: str, generated_at: str, source_file: str,
+                     source_sha256: str) -> Parts[CheckTransferRow]:
+    """:func:`write_check_load` a piece at a time."""
+    attrs = _load_attrs(vpd, generated_at, source_file, source_sha256)
+    return _parts("check-load", "CheckLoad", attrs, _check_transfers)
+
+
+def _check_transfers(doc: _Doc, transfers: Iterable[CheckTransferRow]) -> None:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    for placement_id, trac_id, checks in transfers:
+        ids = {"placementId": placement_id, "tracApplicantId": trac_id}
+        with doc.element("ApplicantChecks", ids):
+            for check in checks:
+                doc.write(etree.fromstring(check.xml, parser))
 
 
 @dataclass(frozen=True, slots=True)
