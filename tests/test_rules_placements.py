@@ -394,6 +394,19 @@ def test_a7_two_placements_of_the_same_file(second_start: int, kind: str, result
         assert {r.placement_id for r in decision.records} == {"P1"}
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a7_names_the_earliest_clash_whatever_the_order_asked(reverse: bool) -> None:
+    """A7 with two clashes: the text names the one that starts first, in whichever order the
+    view lists them (a streamed file's earlier windows are the store's rows, listed before its
+    ESR assignments; the whole file's overlay lists them after)."""
+    occupants = [esr_occupant(10, 100), esr_occupant(-50, 40)]
+    view = FakeView(positions=[("RGT", position())],
+                    assignments=occupants[::-1] if reverse else occupants)
+    decision = run(placement(start=30), view=view)
+    assert_rejected(decision, "POSITION_OCCUPIED")
+    assert f"from {day(-50)} to {day(40)}" in decision.outcomes[0].text
+
+
 def test_a7_sent_placement_of_another_trainee_clashes() -> None:
     """A7: another trainee's placement already sent to the Single position clashes."""
     view = FakeView().with_sent(sent_row(placement("P0", start=0, end=40, trainee=OTHER)))

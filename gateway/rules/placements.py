@@ -24,7 +24,8 @@ A8   Per VPD, ESR persons with the same date of birth, surname and first forenam
      same NINO where both have one: one gives ``ExistingEsrPersonId``, more are
      ``AMBIGUOUS_PERSON_MATCH``.
 A7   On a ``Single`` position, another trainee's sent placement or ESR assignment overlapping the
-     dates (both ends inclusive, open end = forever) is ``POSITION_OCCUPIED``. The same TIS
+     dates (both ends inclusive, open end = forever) is ``POSITION_OCCUPIED`` (the text names the
+     one that starts first). The same TIS
      person, the ESR person matched by A8 and the placement's own register row never clash.
 A10  Against the register rows not withdrawn (R4: nor a create ESR failed, which was never
      sent, so the placement is created again there; an update ESR failed is sent again whole,
@@ -550,16 +551,25 @@ def _check_occupancy(placement: Placement, target: _Target, state: PlacementView
     position = target.position
     if position.position_type != SINGLE:
         return
-    for occupant in state.occupants(target.vpd, position.position_number):
-        if _overlaps(occupant, placement) and not _is_self(occupant, placement, target):
-            raise _Refusal(
-                "POSITION_OCCUPIED",
-                f"Position {position.position_number} in VPD {target.vpd} is a Single position "
-                f"held by {_who(occupant)} from {occupant.start} to "
-                f"{occupant.end or 'an open end'}, overlapping {placement.start} to "
-                f"{placement.end}: end or move the other assignment, or make the position "
-                "Shared, then hire the trainee directly.",
-            )
+    clashes = [
+        occupant for occupant in state.occupants(target.vpd, position.position_number)
+        if _overlaps(occupant, placement) and not _is_self(occupant, placement, target)
+    ]
+    if clashes:  # the earliest is named, whatever order the view gives them in
+        occupant = min(clashes, key=_order)
+        raise _Refusal(
+            "POSITION_OCCUPIED",
+            f"Position {position.position_number} in VPD {target.vpd} is a Single position "
+            f"held by {_who(occupant)} from {occupant.start} to "
+            f"{occupant.end or 'an open end'}, overlapping {placement.start} to "
+            f"{placement.end}: end or move the other assignment, or make the position "
+            "Shared, then hire the trainee directly.",
+        )
+
+
+def _order(occupant: Occupant) -> tuple[date, date, str, str, str]:
+    return (occupant.start, occupant.end or date.max, occupant.placement_id or "",
+            occupant.esr_person_id or "", occupant.tis_person_id or "")
 
 
 def _overlaps(occupant: Occupant, placement: Placement) -> bool:
