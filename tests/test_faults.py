@@ -219,6 +219,8 @@ def test_a_read_only_outbox_pauses_until_it_is_writable(
         remount(outbox, "rw")
         wait_until(lambda: ack_names(tmp_path) == ["pos.ack.xml"], what="the ack")
         assert ack_status(tmp_path, "pos.ack.xml") == "processed"
+        # logged once the file is finished, just after its ack is published
+        wait_until(lambda: events(daemon, "intake.resumed") != [], what="the resume")
         assert len(events(daemon, "intake.resumed")) == 1
         assert daemon.terminate() == 0
     finally:
