@@ -7,16 +7,16 @@ outputs are atomic and its state changes happen once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import partial
 
 from gateway import logs
 from gateway.config import WEEKDAYS
-from gateway.flows import Context, Plan, notification_outputs
+from gateway.flows import Context, Plan, Sink, Staging, notification_outputs
 from gateway.flows.confirmations import unconfirmed_plan
-from gateway.flows.placements import release_plan
+from gateway.flows.placements import release_plan, release_stream
 from gateway.ops.grid import grid_plan
 from gateway.ops.retention import retention_job
 from gateway.pipeline import Pipeline
@@ -27,11 +27,13 @@ log = logs.get("gateway.jobs")
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A scheduled job: its name, when it is due, and what it does."""
+    """A scheduled job: its name, when it is due, and what it does (``stream``: as it goes,
+    into the open transaction, instead of ``run``'s plan; issue 13)."""
 
     name: str
     due: Callable[[Context], str | None]  # the run key when due now, else None
     run: Callable[[Context], Plan]
+    stream: Callable[[Context, Sink], None] | None = None
 
 
 def duplicate_report(ctx: Context) -> Plan:
@@ -57,7 +59,7 @@ def _daily_due(ctx: Context) -> str | None:
 
 
 JOBS: list[Job] = [
-    Job("release-deferred", _daily_due, release_plan),
+    Job("release-deferred", _daily_due, release_plan, release_stream),
     Job("duplicate-report", _weekly_due, duplicate_report),
     Job("load-unconfirmed", _daily_due, unconfirmed_plan),
     Job("rotation-grid", _daily_due, grid_plan),
@@ -65,10 +67,12 @@ JOBS: list[Job] = [
 ]
 
 
-def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
+def run_jobs(
+    pipeline: Pipeline, as_of: date, *, force: bool = False, jobs: Sequence[Job] | None = None
+) -> int:
     """Run every job that is due (all of them with ``force``); returns how many ran."""
     ran = 0
-    for job in JOBS:
+    for job in JOBS if jobs is None else jobs:
         # The check, the plan and the commit under one work lock: no other process changes the
         # state a job plans from, and a job due once runs once.
         started = time.monotonic()
@@ -77,13 +81,18 @@ def run_jobs(pipeline: Pipeline, as_of: date, *, force: bool = False) -> int:
             key = as_of.isoformat() if force else job.due(ctx)
             if key is None or (not force and pipeline.store.job_last_run(job.name) == key):
                 continue
-            plan = job.run(ctx)
-            pipeline.commit(
-                0, f"{job.name}-{key}", plan, plan.outputs,
-                partial(pipeline.store.set_job_run, job.name, key),
-            )
-        log.info("job.done", job=job.name, as_of=key, outputs=len(plan.outputs),
-                 records=len(plan.outcomes),
+            done = partial(pipeline.store.set_job_run, job.name, key)
+            tag = f"{job.name}-{key}"
+            if job.stream is not None:
+                sink = Sink(Staging(tag))
+                outputs = pipeline.commit_streamed(
+                    0, sink.staging, partial(job.stream, ctx, sink), done)
+                records = sink.totals.received
+            else:
+                plan = job.run(ctx)
+                pipeline.commit(0, tag, plan, plan.outputs, done)
+                outputs, records = len(plan.outputs), len(plan.outcomes)
+        log.info("job.done", job=job.name, as_of=key, outputs=outputs, records=records,
                  duration_ms=round((time.monotonic() - started) * 1000))
         ran += 1
     return ran

@@ -341,40 +341,35 @@ class Pipeline:
                 or kind.name not in self.streams):
             return None
         records = _streamed(path, kind, self.settings.intake.max_bytes)
-        staging = Staging(receipt.sha256[:12])
         try:
             modes.make_dirs(self.paths.var)
             # the ack's outcomes, in a file with no name (closed by the block below)
             spool = tempfile.TemporaryFile(dir=self.paths.var)  # noqa: SIM115
         except OSError as exc:
             raise StorageUnavailable(f"cannot write in {self.paths.var}: {exc.strerror}") from exc
+        staging = Staging(receipt.sha256[:12])
+        sink = Sink(staging, spool)
+
+        def run() -> None:
+            self.streams[kind.name](records, ctx, sink)
+            ack = self._ack(receipt, "processed", ctx.now, [], Plan(), sink.totals, None, spool)
+            staging.append(ack.path, writers.Parts(b"", _whole(ack.write)), [None])
+
+        def finish() -> None:
+            totals = sink.totals
+            self.store.finish(
+                receipt.id, "processed", at=self.clock(), owner=self.owner,
+                totals={"received": totals.received, "rejected": totals.rejected},
+            )
+            vpd = getattr(kind.build(root.attributes, ()), "vpd", None)
+            OperationsLedger(self.store).record_counts(receipt.id, kind.name, vpd, sink.counts)
+
         try:
-            with spool, self.store.work_lock(), self.store.transaction():
-                sink = Sink(staging, spool)
-                self.streams[kind.name](records, ctx, sink)
-                totals = sink.totals
-                ack = self._ack(receipt, "processed", ctx.now, [], Plan(), totals, None, spool)
-                staging.append(ack.path, writers.Parts(b"", _whole(ack.write)), [None])
-                written = staging.finish()
-                faults.crashpoint("outputs-written")
-                self.store.finish(
-                    receipt.id, "processed", at=self.clock(), owner=self.owner,
-                    totals={"received": totals.received, "rejected": totals.rejected},
-                )
-                vpd = getattr(kind.build(root.attributes, ()), "vpd", None)
-                OperationsLedger(self.store).record_counts(receipt.id, kind.name, vpd,
-                                                           sink.counts)
-                self.store.add_pending_outputs(receipt.id, written)
-                _check_written(written)
+            with spool:
+                count = self.commit_streamed(receipt.id, staging, run, finish)
         except _Invalid:
-            staging.discard()
             return None
-        except BaseException:
-            staging.discard()
-            raise
-        faults.crashpoint("committed")
-        self._publish(receipt.id, written)
-        return totals, len(written)
+        return sink.totals, count
 
     def parse(self, path: Path, channel: str | None) -> Parsed:
         """Hardened parse and XSD validation of a whole file; raises RejectedFile."""
@@ -435,6 +430,30 @@ class Pipeline:
                 raise
             faults.crashpoint("committed")
             self._publish(rid, written)
+
+    def commit_streamed(
+        self, rid: int, staging: Staging, run: Callable[[], None], finish: Callable[[], None]
+    ) -> int:
+        """:meth:`commit` for work that writes its state changes and outputs as it goes (a
+        streamed file, the daily release): the transaction is opened first and ``run`` writes
+        into it and into ``staging``'s temporary files; then the outputs are fsynced, ``finish``
+        marks the work done and the outputs to publish are listed, and the one transaction
+        commits. Anything raised rolls it back and removes the temporary files. Returns the
+        number of outputs published."""
+        try:
+            with self.store.work_lock(), self.store.transaction():
+                run()
+                written = staging.finish()
+                faults.crashpoint("outputs-written")
+                finish()
+                self.store.add_pending_outputs(rid, written)
+                _check_written(written)
+        except BaseException:
+            staging.discard()
+            raise
+        faults.crashpoint("committed")
+        self._publish(rid, written)
+        return len(written)
 
     def _publish(self, rid: int, outputs: Iterable[files.Written]) -> None:
         files.publish_all(outputs)

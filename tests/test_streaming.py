@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from gateway import config
 from gateway.cli import FLOWS
 from gateway.flows import checks as check_flow
 from gateway.flows import placements as placement_flow
+from gateway.jobs import JOBS, run_jobs
 from gateway.pipeline import Pipeline
 from gateway.store import open_store
 from tests import builders as b
@@ -80,9 +82,11 @@ def state(gateway: Gateway) -> dict[str, list[tuple[object, ...]]]:
 
 
 def outbox(gateway: Gateway) -> dict[str, bytes]:
-    """Every published output by its path under the outbox."""
+    """Every published output by its path under the outbox (a rotation grid's workbook by
+    name only: its zip entries carry the time they were written; its CSV has the same rows)."""
     top = gateway.settings.paths.outbox
-    return {str(p.relative_to(top)): p.read_bytes() for p in gateway.outbox()}
+    return {str(p.relative_to(top)): b"" if p.suffix == ".xlsx" else p.read_bytes()
+            for p in gateway.outbox()}
 
 
 @st.composite
@@ -111,8 +115,9 @@ def test_a_file_streamed_in_windows_gives_what_the_whole_file_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[list[str]], window: int,
 ) -> None:
     """Windows of 1–4 placements, one file after another (so re-sends and held placements meet
-    the register): the outputs, acknowledgements included, and every table a placement file
-    changes are the same as when each file is decided whole."""
+    the register), then the daily release of the held ones: the outputs, acknowledgements
+    included, and every table a placement file changes are the same as when each file, and
+    the release, is decided whole."""
     monkeypatch.setattr(placement_flow, "WINDOW", window)
     example = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example
     streamed = new_gateway(example / "streamed", streamed=True)
@@ -124,6 +129,12 @@ def test_a_file_streamed_in_windows_gives_what_the_whole_file_gives(
                 whole.process("tis", f"placements-{n}.xml", text, AS_OF))
         assert outbox(streamed) == outbox(whole)
         assert state(streamed) == state(whole)
+        # the daily jobs 100 days on: the held placements are due, released a window at a time
+        later = AS_OF + timedelta(days=100)
+        assert run_jobs(streamed.pipeline, later, force=True) == run_jobs(
+            whole.pipeline, later, force=True, jobs=[replace(job, stream=None) for job in JOBS])
+        assert outbox(streamed) == outbox(whole)
+        assert state(streamed) == state(whole)
     finally:
         streamed.store.close()
         whole.store.close()
@@ -132,7 +143,7 @@ def test_a_file_streamed_in_windows_gives_what_the_whole_file_gives(
 def test_streamed_on_postgresql_as_on_sqlite(tmp_path: Path, store_url: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The same on each backend, with windows of two: the later windows read what the earlier
-    ones wrote in the file's open transaction."""
+    ones wrote in the file's open transaction (placements, checks, the daily release)."""
     monkeypatch.setattr(placement_flow, "WINDOW", 2)
     rows = [
         b.placement("P1", dpn=DPN_A, start="2027-01-01", person=PEOPLE[0]),
@@ -142,7 +153,9 @@ def test_streamed_on_postgresql_as_on_sqlite(tmp_path: Path, store_url: str,
         b.placement("P4", dpn=DPN_B, start="2027-06-01", person=PEOPLE[2]),  # held
         b.placement("P5", dpn=DPN_A, start="2026-11-10", person=PEOPLE[2]),  # too soon
     ] + [b.placement(f"Q{n}", dpn=DPN_B, start="2027-01-05", person=PEOPLE[2])
-         for n in range(45)]  # more than 40 on one position: a second load file (A13)
+         for n in range(45)  # more than 40 on one position: a second load file (A13)
+         ] + [b.placement(f"H{n}", dpn=DPN_B, start="2027-05-01", person=PEOPLE[n % 3])
+              for n in range(5)]  # held, released later in three windows
     streamed = new_gateway(tmp_path / "streamed", streamed=True, store_url=store_url)
     whole = new_gateway(tmp_path / "whole", streamed=False)
     try:
@@ -167,6 +180,15 @@ def test_streamed_on_postgresql_as_on_sqlite(tmp_path: Path, store_url: str,
         assert got == outbox(whole)
         load = next(text for name, text in got.items() if name.startswith("esr/RGT/checks-"))
         assert load.count(b"<ApplicantChecks ") == 3
+        assert state(streamed) == state(whole)
+        later = date(2027, 2, 1)  # the H placements are due (P4 not yet)
+        assert run_jobs(streamed.pipeline, later, force=True) == run_jobs(
+            whole.pipeline, later, force=True, jobs=[replace(job, stream=None) for job in JOBS])
+        got = outbox(streamed)
+        assert got == outbox(whole)
+        released = [text for name, text in got.items()
+                    if name.startswith("esr/") and "-released-" in name]
+        assert [text.count(b"<Applicant ") for text in released] == [5]
         assert state(streamed) == state(whole)
     finally:
         streamed.store.close()

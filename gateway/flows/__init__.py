@@ -148,10 +148,10 @@ def _put(data: bytes, fh: BinaryIO) -> None:
 
 
 class Sink:
-    """Where a streamed flow puts what it decides, window by window: outputs (staged), and
-    outcomes (appended to the acknowledgement's body, ``spool``, and counted)."""
+    """Where a streamed flow puts what it decides, window by window: outputs (``staging``),
+    and outcomes, counted and (``spool``) appended to the acknowledgement's body."""
 
-    def __init__(self, staging: Staging, spool: BinaryIO) -> None:
+    def __init__(self, staging: Staging, spool: BinaryIO | None = None) -> None:
         self.staging = staging
         self.spool = spool
         self.counts: Counter[tuple[str, str, str]] = Counter()  # (result, reason, vpd)
@@ -163,6 +163,8 @@ class Sink:
     def outcomes(self, outcomes: Sequence[Outcome]) -> None:
         """Acknowledge records."""
         self.counts.update((o.result.value, o.reason or "", o.vpd or "") for o in outcomes)
+        if self.spool is None:
+            return
         try:
             writers.outcome_rows(self.spool, outcomes)
         except OSError as exc:

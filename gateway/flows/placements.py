@@ -324,6 +324,44 @@ def kept_placements(
     return keep, unkeep
 
 
+def release_stream(ctx: Context, sink: Sink) -> None:
+    """:func:`release_plan` a window of due holds at a time (issue 13), inside the caller's
+    transaction, as :func:`stream` does for a file: the outputs are those of
+    :func:`release_plan`."""
+    as_of = ctx.as_of.isoformat()
+    name = f"released-{as_of}"
+    decider = Decider(ctx.as_of, ctx.settings.rules)
+    splits: dict[tuple[str, str], _LoadSplit] = {}
+    load_parts: dict[tuple[str, str, str], writers.Parts[ApplicantRecord]] = {}
+    notices = NoticeParts(ctx, f"notifications-{name}")
+    after: tuple[str, str] | None = None
+    while page := ctx.store.held_due_page(as_of, after, WINDOW):
+        after = (page[-1][1], page[-1][0].placement_id)
+        due = [placement for placement, _due, _f, _s in page]
+        sources = {placement.placement_id: (f, s) for placement, _due, f, s in page}
+        decision = decider.decide_released(due, PrefetchedView.of(ctx.store, due))
+        by_source: dict[tuple[str, str], list[ApplicantRecord]] = {}
+        for record in decision.records:
+            by_source.setdefault(sources[record.placement_id], []).append(record)
+        loads, continued = [], set()
+        for (source, sha), records in sorted(by_source.items()):
+            split = splits.setdefault(
+                (source, sha), _LoadSplit(f"{stem_of(source)}-{sha[:12]}-{name}"))
+            for part in split.split(records):
+                key = (source, sha, part.vpd)
+                if key not in load_parts:
+                    load_parts[key] = writers.applicant_load_parts(part.vpd, ctx.now, source,
+                                                                   sha)
+                sink.append(ctx.output("esr", part.vpd, part.name), load_parts[key], part.rows)
+                loads.append(part.load(source))
+                if part.before:
+                    continued.add((part.vpd, part.name))
+        notices.append(sink, decision.notices)
+        sink.outcomes(decision.outcomes)
+        remember(decision, ctx, "released", "0" * 64, loads, kept_placements(decision, due),
+                 ctx.store, continued)
+
+
 def release_plan(ctx: Context) -> Plan:
     """The daily job: send held placements now due (start − 91 days ≤ as-of), rules applied
     afresh; their outcomes reach the MSO as READY_TO_HIRE or REJECTED notifications."""

@@ -169,6 +169,16 @@ class Decider:
             decision.extend(one)
         return decision
 
+    def decide_released(self, placements: Sequence[Placement],
+                        view: PlacementView) -> PlacementDecision:
+        """The next held placements now due (:func:`decide_released`), against ``view``."""
+        decision = self.decide(placements, view)
+        again = {p.placement_id for p in decision.hold}
+        for placement in placements:
+            if placement.placement_id not in again:
+                decision.add_release(placement.placement_id)
+        return decision
+
 
 def decide_released(
     placements: Sequence[Placement], view: PlacementView, as_of: date, rules: Rules
@@ -177,12 +187,7 @@ def decide_released(
 
     A placement deferred again (the window was shortened, say) keeps its new hold instead.
     """
-    decision = decide(placements, view, as_of, rules)
-    again = {p.placement_id for p in decision.hold}
-    for placement in placements:
-        if placement.placement_id not in again:
-            decision.add_release(placement.placement_id)
-    return decision
+    return Decider(as_of, rules).decide_released(placements, view)
 
 
 # --- the view as changed by the file so far ------------------------------------------------------

@@ -653,6 +653,21 @@ class SqlStore:
         )
         return [codec.loads(Placement, r[0]) for r in rows]
 
+    def held_due_page(
+        self, as_of: str, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[Placement, str, str, str]]:
+        """:meth:`held_due` a page at a time: (placement, due, source file, source SHA-256) of
+        the next ``limit`` holds due on or before ``as_of`` after the (due, placement id)
+        ``after`` (None: from the first), in that order."""
+        due, pid = after or ("", "")
+        rows = self._execute(
+            "SELECT data, due, source_file, source_sha256 FROM held_placements"
+            " WHERE due <= ? AND (due > ? OR (due = ? AND placement_id > ?))"
+            " ORDER BY due, placement_id LIMIT ?",
+            (as_of, due, due, pid, limit),
+        )
+        return [(codec.loads(Placement, r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
     def held_sources(self) -> list[tuple[str, str, str, str]]:
         """(placement id, due, source file, source SHA-256) of every hold."""
         rows = self._execute(

@@ -314,6 +314,13 @@ class Holds(Protocol):
         """Held placements due on or before ``as_of``, earliest first."""
         ...
 
+    def held_due_page(
+        self, as_of: str, after: tuple[str, str] | None, limit: int
+    ) -> list[tuple[Placement, str, str, str]]:
+        """:meth:`held_due` a page at a time, after the (due, placement id) ``after``: each
+        hold's (placement, due, source file, source SHA-256)."""
+        ...
+
     def held_sources(self) -> list[tuple[str, str, str, str]]:
         """(placement id, due, source file, source SHA-256) of every hold."""
         ...
