@@ -386,7 +386,7 @@ def _confirmation_lines(
     for load in awaiting:
         late = "  LOAD_UNCONFIRMED raised" if (load.vpd, load.name) in raised else ""
         lines.append(f"  {load.vpd:5} {load.name}  written {load.written_at}  "
-                     f"{len(load.records)} unconfirmed{late}")
+                     f"{load.records} unconfirmed{late}")
     failed = store.failed_applicants()
     lines.append(f"failed applicants: {len(failed)}")
     for pid, vpd, action, load_file in failed:

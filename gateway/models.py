@@ -461,6 +461,17 @@ class LoadFile:
 
 
 @dataclass(frozen=True, slots=True)
+class Awaiting:
+    """A load file with records ESR has not confirmed (R6), as the store sums it up."""
+
+    vpd: str
+    name: str
+    written_at: str
+    records: int  # records not yet confirmed
+    placements: int  # distinct placement ids among them
+
+
+@dataclass(frozen=True, slots=True)
 class Kept:
     """R7: the last version of a placement ESR failed or the rules rejected, to re-send."""
 

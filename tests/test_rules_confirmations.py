@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import date, datetime
 
 from gateway.models import (
+    Awaiting,
     Confirmation,
     LoadConfirmation,
     LoadFile,
@@ -109,15 +110,27 @@ def test_deanery_falls_back_to_the_dpn_first_segment() -> None:
 def test_overdue_counts_hours_from_written_at_and_raises_once() -> None:
     """R6: a load with unconfirmed records is overdue at confirm_hours exactly, not before,
     and not again once raised; a wholly confirmed load never is."""
-    load = _load()
+    load = Awaiting("RGT", LOAD, "2027-05-01T10:00:00+00:00", 1, 1)
     at = datetime.fromisoformat("2027-05-03T10:00:00+00:00")
     assert overdue([load], at, 48, []) == [load]
     assert overdue([load], replace_hour(at, 9), 48, []) == []
     assert overdue([load], at, 48, [("RGT", LOAD)]) == []
-    assert overdue([replace(load, records=())], at, 48, []) == []
-    notice = unconfirmed_notice(load, 48)
+    assert overdue([replace(load, records=0, placements=0)], at, 48, []) == []
+    notice = unconfirmed_notice(load, ["P1"], 48)
     assert notice.type == NoticeType.LOAD_UNCONFIRMED
     assert LOAD in notice.text
+    assert "1 record(s)" in notice.text
+    assert "placements P1." in notice.text
+
+
+def test_unconfirmed_notice_names_ten_placements_and_counts_the_rest() -> None:
+    """R6 on a large load: 14 records of 12 placements, the first ten named, two counted."""
+    load = Awaiting("RGT", LOAD, "2027-05-01T10:00:00+00:00", 14, 12)
+    first = [f"P{i:02d}" for i in range(10)]
+    notice = unconfirmed_notice(load, first, 48)
+    assert "ESR has not confirmed 14 record(s)" in notice.text
+    assert "placements P00, P01, P02, P03, P04, P05, P06, P07, P08, P09 and 2 more." in (
+        notice.text)
 
 
 def replace_hour(at: datetime, hour: int) -> datetime:

@@ -271,7 +271,9 @@ def test_loads_register_states_and_kept_placements(open_store: StoreFactory) -> 
     (row,) = store.sent("P1")
     assert (row.load_file, row.load_record, row.last_action, row.esr_state) == (
         "applicants-a.xml", 1, "create", "sent")
-    assert [len(f.records) for f in store.loads_awaiting()] == [1]
+    assert [f.records for f in store.loads_awaiting()] == [1]
+    assert store.unconfirmed_ids([("RGT", "applicants-a.xml"), ("R1K", "x.xml")], 10) == {
+        ("RGT", "applicants-a.xml"): ["P1"], ("R1K", "x.xml"): []}
     assert len(store.occupants_of({("RGT", "1001")})[("RGT", "1001")]) == 1
 
     store.confirm_records("RGT", "applicants-a.xml", [("P1", "create", "FAIL")], "t")
@@ -421,3 +423,24 @@ def test_position_extracts_replace_or_amend_the_register(open_store: StoreFactor
     assert store.positions_with_dpn(post(3).dpn or "") == []
     assert store.positions_with_dpn("EOE/RGT00/999/FY1/001") == [("RGT", moved)]
     assert store.positions("R1K") == {1: post(1)}
+
+
+def test_loads_awaiting_are_counted_in_the_store(open_store: StoreFactory) -> None:
+    """R6's summary of the loads ESR has not confirmed: records and distinct placements counted,
+    oldest first, confirmed records left out; the first ids of each, sorted, on every backend."""
+    from gateway.models import LoadFile, LoadRecord  # noqa: PLC0415
+
+    store = open_store()
+    records = [LoadRecord(pid, action, n, "EOE/X/1", "1001") for n, (pid, action) in enumerate(
+        [("P20", "create"), ("P3", "create"), ("P3", "update"), ("P100", "create")], 1)]
+    with store.transaction():
+        store.record_loads([LoadFile("RGT", "b.xml", "b", "", tuple(records)),
+                            LoadFile("R1K", "a.xml", "a", "", tuple(records[:1]))],
+                           "2027-05-01T10:00:00+00:00")
+        store.record_loads([LoadFile("RGT", "c.xml", "c", "", tuple(records[:2]))],
+                           "2027-05-02T10:00:00+00:00")
+    store.confirm_records("RGT", "c.xml", [("P20", "create", "SUCCESS")], "t")
+    assert [(a.vpd, a.name, a.records, a.placements) for a in store.loads_awaiting()] == [
+        ("R1K", "a.xml", 1, 1), ("RGT", "b.xml", 4, 3), ("RGT", "c.xml", 1, 1)]
+    assert store.unconfirmed_ids([("RGT", "b.xml"), ("RGT", "c.xml")], 2) == {
+        ("RGT", "b.xml"): ["P100", "P20"], ("RGT", "c.xml"): ["P3"]}

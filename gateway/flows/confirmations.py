@@ -98,7 +98,9 @@ def unconfirmed_plan(ctx: Context) -> Plan:
     keys = sorted((load.vpd, load.name) for load in late)
     tag = hashlib.sha256(repr(keys).encode()).hexdigest()[:12]
     name = f"notifications-unconfirmed-{ctx.as_of.isoformat()}-{tag}"
-    notices = [rules.unconfirmed_notice(load, hours) for load in late]
+    first = ctx.store.unconfirmed_ids([(load.vpd, load.name) for load in late], rules.SHOWN)
+    notices = [rules.unconfirmed_notice(load, first[(load.vpd, load.name)], hours)
+               for load in late]
     result = Plan(outputs=notification_outputs(ctx, notices, name))
     result.changes.append(lambda store: store.mark_unconfirmed(keys, ctx.now))
     return result

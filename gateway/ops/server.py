@@ -76,7 +76,7 @@ class Status:
                                for p, due, _source in self.store.held_all()]
             context["awaiting"] = [
                 {"vpd": a.vpd, "shown": logs.scrub(a.name), "written_at": a.written_at,
-                 "records": len(a.records)} for a in self.store.loads_awaiting()
+                 "records": a.records} for a in self.store.loads_awaiting()
             ]
             context["failed"] = [{"placement_id": p, "vpd": v, "action": a}
                                  for p, v, a, _load in self.store.failed_applicants()]

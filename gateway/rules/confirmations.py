@@ -22,11 +22,12 @@ R6  A load file with records not confirmed ``confirm_hours`` after it was writte
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from gateway.models import (
+    Awaiting,
     Confirmation,
     EsrState,
     Kept,
@@ -207,28 +208,32 @@ def _load_failed(
 # --- R6 ------------------------------------------------------------------------------------------
 
 
+SHOWN = 10  # placement ids a LOAD_UNCONFIRMED names; the rest are counted
+
+
 def overdue(
-    loads: Iterable[LoadFile], at: datetime, hours: int, raised: Iterable[tuple[str, str]]
-) -> list[LoadFile]:
-    """R6: the load files with records unconfirmed ``hours`` after they were written (``loads``
-    carry their unconfirmed records), except those already raised."""
+    loads: Iterable[Awaiting], at: datetime, hours: int, raised: Iterable[tuple[str, str]]
+) -> list[Awaiting]:
+    """R6: the load files with records unconfirmed ``hours`` after they were written, except
+    those already raised."""
     done = set(raised)
     return [
         load for load in loads
         if (load.vpd, load.name) not in done
-        and load.unconfirmed
+        and load.records
         and at - datetime.fromisoformat(load.written_at) >= timedelta(hours=hours)
     ]
 
 
-def unconfirmed_notice(load: LoadFile, hours: int) -> Notice:
-    """R6: LOAD_UNCONFIRMED for one load file, naming the placements still unconfirmed."""
-    ids = sorted({r.placement_id for r in load.unconfirmed})
-    shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+def unconfirmed_notice(load: Awaiting, first: Sequence[str], hours: int) -> Notice:
+    """R6: LOAD_UNCONFIRMED for one load file, naming the first placements still unconfirmed
+    (``first``: the first :data:`SHOWN` of their ids, sorted) and counting the others."""
+    more = load.placements - len(first)
+    shown = ", ".join(first) + (f" and {more} more" if more > 0 else "")
     return Notice(
         NoticeType.LOAD_UNCONFIRMED,
         load.vpd,
-        f"ESR has not confirmed {len(load.unconfirmed)} record(s) of {load.name} (written "
+        f"ESR has not confirmed {load.records} record(s) of {load.name} (written "
         f"{load.written_at}) after {hours} hours: placements {shown}. ESR may have quarantined "
         "the file or never received it: check in ESR, then re-send (dit-gateway resend) or hire "
         "directly.",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from gateway.errors import ClaimLost
 from gateway.models import (
+    Awaiting,
     Kept,
     LoadFile,
     LoadRecord,
@@ -920,21 +921,33 @@ class SqlStore:
         )
         return (str(rows[0][0]), rows[0][1], rows[0][2], rows[0][3]) if rows else None
 
-    def loads_awaiting(self) -> list[LoadFile]:
-        """Load files with records ESR has not confirmed, oldest first (records: those only)."""
+    def loads_awaiting(self) -> list[Awaiting]:
+        """Load files with records ESR has not confirmed, oldest first, counted in the store
+        (a national day's loads are tens of thousands of records; none is read)."""
         rows = self._execute(
-            "SELECT f.vpd, f.name, f.source_file, f.written_at, r.placement_id, r.action,"
-            " r.record, r.dpn, r.position_number FROM load_files f JOIN load_records r"
-            " ON r.vpd = f.vpd AND r.load_file = f.name WHERE r.status IS NULL"
-            " ORDER BY f.written_at, f.vpd, f.name, r.record"
+            "SELECT f.vpd, f.name, f.written_at, COUNT(*), COUNT(DISTINCT r.placement_id)"
+            " FROM load_files f JOIN load_records r ON r.vpd = f.vpd AND r.load_file = f.name"
+            " WHERE r.status IS NULL GROUP BY f.vpd, f.name, f.written_at"
+            " ORDER BY f.written_at, f.vpd, f.name"
         )
-        found: dict[tuple[str, str], LoadFile] = {}
-        for vpd, name, source, written, pid, action, record, dpn, number in rows:
-            key = (str(vpd), str(name))
-            load = found.get(key) or LoadFile(key[0], key[1], str(source), str(written), ())
-            found[key] = dataclasses.replace(load, records=(*load.records, LoadRecord(
-                str(pid), str(action), int(record), str(dpn), str(number))))
-        return list(found.values())
+        return [Awaiting(str(v), str(n), str(w), int(c), int(d)) for v, n, w, c, d in rows]
+
+    def unconfirmed_ids(self, files: Collection[tuple[str, str]], first: int
+                        ) -> dict[tuple[str, str], list[str]]:
+        """The ``first`` placement ids (sorted, each once) of each (vpd, name) load file's
+        records ESR has not confirmed; read 50 files at a time."""
+        found: dict[tuple[str, str], list[str]] = {}
+        ordered = sorted(set(files))
+        for start in range(0, len(ordered), 50):
+            chunk: dict[tuple[str, str], set[str]] = {k: set() for k in ordered[start:start + 50]}
+            for vpd, name, pid in self._select_pairs(
+                "SELECT vpd, load_file, placement_id FROM load_records"
+                " WHERE status IS NULL AND (vpd, load_file) IN (?)",
+                list(chunk),
+            ):
+                chunk[(str(vpd), str(name))].add(str(pid))
+            found.update((key, sorted(ids)[:first]) for key, ids in chunk.items())
+        return found
 
     def unconfirmed_raised(self) -> set[tuple[str, str]]:
         """(vpd, name) of load files LOAD_UNCONFIRMED was raised for (R6: once)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.models import (
+    Awaiting,
     Kept,
     LoadFile,
     Occupant,
@@ -408,8 +409,14 @@ class Loads(Protocol):
         """(state, applicant number, assignment id, ESR's message) of a register row."""
         ...
 
-    def loads_awaiting(self) -> list[LoadFile]:
-        """Load files with records ESR has not confirmed, oldest first (records: those only)."""
+    def loads_awaiting(self) -> list[Awaiting]:
+        """Load files with records ESR has not confirmed, oldest first, counted."""
+        ...
+
+    def unconfirmed_ids(self, files: Collection[tuple[str, str]], first: int
+                        ) -> dict[tuple[str, str], list[str]]:
+        """The ``first`` placement ids (sorted, each once) of each (vpd, name) load file's
+        records ESR has not confirmed."""
         ...
 
     def unconfirmed_raised(self) -> set[tuple[str, str]]:
