@@ -17,7 +17,7 @@ from gateway.config import WEEKDAYS
 from gateway.flows import Context, Plan, Sink, Staging, notification_outputs
 from gateway.flows.confirmations import unconfirmed_plan
 from gateway.flows.placements import release_plan, release_stream
-from gateway.ops.grid import grid_plan
+from gateway.ops.grid import grid_plan, grid_stream
 from gateway.ops.retention import retention_job
 from gateway.pipeline import Pipeline
 from gateway.rules.positions import duplicate_dpns, duplicate_notice, on_interface
@@ -27,13 +27,16 @@ log = logs.get("gateway.jobs")
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A scheduled job: its name, when it is due, and what it does (``stream``: as it goes,
-    into the open transaction, instead of ``run``'s plan; issue 13)."""
+    """A scheduled job: its name, when it is due, and what it does (``run``: a plan written at
+    the end; ``stream``, when given, instead: its outputs written as it goes, issue 13)."""
 
     name: str
     due: Callable[[Context], str | None]  # the run key when due now, else None
     run: Callable[[Context], Plan]
-    stream: Callable[[Context, Sink], None] | None = None
+    # writes its outputs as it goes; its plan's changes are made when it commits. ``within``:
+    # it runs inside the job's transaction, writing state as it goes (else before it opens).
+    stream: Callable[[Context, Sink], Plan] | None = None
+    within: bool = True
 
 
 def duplicate_report(ctx: Context) -> Plan:
@@ -62,7 +65,7 @@ JOBS: list[Job] = [
     Job("release-deferred", _daily_due, release_plan, release_stream),
     Job("duplicate-report", _weekly_due, duplicate_report),
     Job("load-unconfirmed", _daily_due, unconfirmed_plan),
-    Job("rotation-grid", _daily_due, grid_plan),
+    Job("rotation-grid", _daily_due, grid_plan, grid_stream, within=False),
     Job("retention", _daily_due, retention_job),
 ]
 
@@ -84,10 +87,7 @@ def run_jobs(
             done = partial(pipeline.store.set_job_run, job.name, key)
             tag = f"{job.name}-{key}"
             if job.stream is not None:
-                sink = Sink(Staging(tag))
-                outputs = pipeline.commit_streamed(
-                    0, sink.staging, partial(job.stream, ctx, sink), done)
-                records = sink.totals.received
+                outputs, records = _streamed(pipeline, job.stream, job.within, ctx, tag, done)
             else:
                 plan = job.run(ctx)
                 pipeline.commit(0, tag, plan, plan.outputs, done)
@@ -96,3 +96,19 @@ def run_jobs(
                  duration_ms=round((time.monotonic() - started) * 1000))
         ran += 1
     return ran
+
+
+def _streamed(pipeline: Pipeline, stream: Callable[[Context, Sink], Plan], within: bool,
+              ctx: Context, tag: str, done: Callable[[], None]) -> tuple[int, int]:
+    """Run and commit a job that writes as it goes; (outputs, records)."""
+    sink = Sink(Staging(tag))
+    plans: list[Plan] = []
+
+    def finish() -> None:
+        for plan in plans:
+            plan.apply(pipeline.store)
+        done()
+
+    outputs = pipeline.commit_streamed(0, sink.staging, lambda: plans.append(stream(ctx, sink)),
+                                       finish, within=within)
+    return outputs, sink.totals.received

@@ -353,7 +353,7 @@ class Pipeline:
         def run() -> None:
             self.streams[kind.name](records, ctx, sink)
             ack = self._ack(receipt, "processed", ctx.now, [], Plan(), sink.totals, None, spool)
-            staging.append(ack.path, writers.Parts(b"", _whole(ack.write)), [None])
+            staging.write(ack.path, ack.write)
 
         def finish() -> None:
             totals = sink.totals
@@ -432,28 +432,41 @@ class Pipeline:
             self._publish(rid, written)
 
     def commit_streamed(
-        self, rid: int, staging: Staging, run: Callable[[], None], finish: Callable[[], None]
+        self, rid: int, staging: Staging, run: Callable[[], None], finish: Callable[[], None],
+        *, within: bool = True,
     ) -> int:
         """:meth:`commit` for work that writes its state changes and outputs as it goes (a
         streamed file, the daily release): the transaction is opened first and ``run`` writes
         into it and into ``staging``'s temporary files; then the outputs are fsynced, ``finish``
         marks the work done and the outputs to publish are listed, and the one transaction
         commits. Anything raised rolls it back and removes the temporary files. Returns the
-        number of outputs published."""
+        number of outputs published. ``within=False``: ``run`` writes only outputs, and runs
+        before the transaction opens (under the work lock all the same)."""
         try:
-            with self.store.work_lock(), self.store.transaction():
-                run()
-                written = staging.finish()
-                faults.crashpoint("outputs-written")
-                finish()
-                self.store.add_pending_outputs(rid, written)
-                _check_written(written)
+            with self.store.work_lock():
+                if not within:
+                    run()
+                with self.store.transaction():
+                    if within:
+                        run()
+                    written = self._staged(rid, staging, finish)
         except BaseException:
             staging.discard()
             raise
         faults.crashpoint("committed")
         self._publish(rid, written)
         return len(written)
+
+    def _staged(self, rid: int, staging: Staging, finish: Callable[[], None]
+                ) -> list[files.Written]:
+        """Inside the commit's transaction: the staged outputs fsynced, ``finish``, the outputs
+        to publish listed."""
+        written = staging.finish()
+        faults.crashpoint("outputs-written")
+        finish()
+        self.store.add_pending_outputs(rid, written)
+        _check_written(written)
+        return written
 
     def _publish(self, rid: int, outputs: Iterable[files.Written]) -> None:
         files.publish_all(outputs)
@@ -660,11 +673,6 @@ def _streamed(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
             yield kind.read_record(element)
     except (RejectedFile, ValueError, KeyError, TypeError) as exc:
         raise _Invalid(str(exc)) from exc
-
-
-def _whole(write: Callable[[BinaryIO], None]) -> Callable[[BinaryIO, Iterable[None]], None]:
-    """A whole output's writer as the body of :class:`writers.Parts` of one piece."""
-    return lambda fh, _pieces: write(fh)
 
 
 def parse(path: Path, channel: str | None, limit: int) -> Parsed:

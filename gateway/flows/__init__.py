@@ -129,6 +129,10 @@ class Staging:
 
         files.append_temp(temp, write, create=new)
 
+    def write(self, final: Path, write: Callable[[BinaryIO], None]) -> None:
+        """Write the whole output ``final`` in one piece."""
+        self.append(final, writers.Parts(b"", partial(_whole, write)), [None])
+
     def finish(self) -> list[files.Written]:
         """End every output with its tail and fsync it: (temp, final, inode, size) each."""
         written: list[files.Written] = []
@@ -145,6 +149,10 @@ class Staging:
 
 def _put(data: bytes, fh: BinaryIO) -> None:
     fh.write(data)
+
+
+def _whole(write: Callable[[BinaryIO], None], fh: BinaryIO, _pieces: Iterable[None]) -> None:
+    write(fh)
 
 
 class Sink:

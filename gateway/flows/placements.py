@@ -324,7 +324,7 @@ def kept_placements(
     return keep, unkeep
 
 
-def release_stream(ctx: Context, sink: Sink) -> None:
+def release_stream(ctx: Context, sink: Sink) -> Plan:
     """:func:`release_plan` a window of due holds at a time (issue 13), inside the caller's
     transaction, as :func:`stream` does for a file: the outputs are those of
     :func:`release_plan`."""
@@ -360,6 +360,7 @@ def release_stream(ctx: Context, sink: Sink) -> None:
         sink.outcomes(decision.outcomes)
         remember(decision, ctx, "released", "0" * 64, loads, kept_placements(decision, due),
                  ctx.store, continued)
+    return Plan()  # its changes are made as it goes
 
 
 def release_plan(ctx: Context) -> Plan:

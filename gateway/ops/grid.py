@@ -18,7 +18,9 @@ import hashlib
 import io
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import date, datetime, time
+from functools import partial
 from typing import Any, BinaryIO
 
 from openpyxl import Workbook
@@ -26,7 +28,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from gateway.flows import Context, Output, Plan
+from gateway.flows import Context, Output, Plan, Sink
 from gateway.models import Position, SentApplicant
 from gateway.rules.positions import on_interface
 from gateway.store.interfaces import Store
@@ -116,11 +118,10 @@ def write_csv(fh: BinaryIO, rows: list[Row]) -> None:
     text.detach()
 
 
-def grid_plan(ctx: Context) -> Plan:
-    """The daily job: a grid for every VPD whose grid changed since the last one written."""
+def _changed(ctx: Context) -> Iterator[tuple[str, list[Row], str]]:
+    """(vpd, rows, fingerprint) of each VPD whose grid changed since the last one written, one
+    VPD's rows at a time."""
     ledger = OperationsLedger(ctx.store)
-    plan = Plan()
-    day = ctx.as_of.isoformat()
     for vpd in ctx.store.vpds():
         sent = ledger.applicants_of(vpd)
         rows = rows_for(list(ctx.store.positions(vpd).values()), sent, ctx.as_of)
@@ -128,19 +129,37 @@ def grid_plan(ctx: Context) -> Plan:
         mark = fingerprint(rows)
         if mark == known or (known is None and not sent):
             continue
-        name = f"rotation-grid-{day}"
+        del sent
+        yield vpd, rows, mark
 
-        def xlsx(fh: BinaryIO, vpd: str = vpd, rows: list[Row] = rows) -> None:
-            write_xlsx(fh, vpd, rows, ctx.as_of)
 
-        def csv_(fh: BinaryIO, rows: list[Row] = rows) -> None:
-            write_csv(fh, rows)
-
-        plan.outputs.append(Output(ctx.output("reports", vpd, f"{name}.xlsx"), xlsx))
-        plan.outputs.append(Output(ctx.output("reports", vpd, f"{name}.csv"), csv_))
-
-        def record(store: Store, vpd: str = vpd, mark: str = mark) -> None:
-            OperationsLedger(store).grid_written(vpd, mark, day)
-
-        plan.changes.append(record)
+def grid_stream(ctx: Context, sink: Sink) -> Plan:
+    """The daily job: a grid for every VPD whose grid changed since the last one written,
+    each written as soon as its rows are known, so that no more than one VPD's rows are held
+    (issue 13); the fingerprints are the plan's changes."""
+    plan = Plan()
+    name = f"rotation-grid-{ctx.as_of.isoformat()}"
+    for vpd, rows, mark in _changed(ctx):
+        sink.staging.write(ctx.output("reports", vpd, f"{name}.xlsx"),
+                           partial(write_xlsx, vpd=vpd, rows=rows, as_of=ctx.as_of))
+        sink.staging.write(ctx.output("reports", vpd, f"{name}.csv"),
+                           partial(write_csv, rows=rows))
+        plan.changes.append(partial(_written, vpd=vpd, mark=mark, day=ctx.as_of.isoformat()))
     return plan
+
+
+def grid_plan(ctx: Context) -> Plan:
+    """:func:`grid_stream` as a plan written at the end (every changed VPD's rows held)."""
+    plan = Plan()
+    name = f"rotation-grid-{ctx.as_of.isoformat()}"
+    for vpd, rows, mark in _changed(ctx):
+        plan.outputs.append(Output(ctx.output("reports", vpd, f"{name}.xlsx"),
+                                   partial(write_xlsx, vpd=vpd, rows=rows, as_of=ctx.as_of)))
+        plan.outputs.append(Output(ctx.output("reports", vpd, f"{name}.csv"),
+                                   partial(write_csv, rows=rows)))
+        plan.changes.append(partial(_written, vpd=vpd, mark=mark, day=ctx.as_of.isoformat()))
+    return plan
+
+
+def _written(store: Store, *, vpd: str, mark: str, day: str) -> None:
+    OperationsLedger(store).grid_written(vpd, mark, day)
