@@ -1,6 +1,7 @@
-"""A placement file decided as it is read, a window at a time (issue 13), gives what deciding the
-whole file at once gives: the same outputs byte for byte, the same state — and an invalid file,
-found invalid only at its end, leaves nothing of what was decided on the way."""
+"""Placement and check files decided as they are read, a window at a time (issue 13), and the
+daily release decided a window of due holds at a time, give what deciding the whole at once
+gives: the same outputs byte for byte, the same state — and a file found invalid only at its end
+leaves nothing of what was decided on the way."""
 
 from __future__ import annotations
 
