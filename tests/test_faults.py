@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -328,3 +328,47 @@ def test_migrations_are_safe_under_concurrent_start(tmp_path: Path) -> None:
         versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
     conn.close()
     assert sorted(versions) == [v for v, _sql in migrations()]
+
+
+def test_a_disk_that_fills_in_the_middle_of_a_streamed_file_pauses_and_loses_nothing(
+    tmp_path: Path, mount: list[Path]
+) -> None:
+    """A 4,500-placement file decided 2,000 at a time, its outputs on a tmpfs that fills during
+    the first windows: the file's transaction is rolled back and its temporary outputs removed,
+    intake pauses, and once the disk is larger the file is decided again — every placement sent
+    once, no temporary file left."""
+    disk = tmpfs(mount, tmp_path / "disk", "4m")  # the first window's outputs fit, not more
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text().replace('outbox = "outbox"', f'outbox = "{disk}/outbox"'))
+    daemon = DaemonProcess(tmp_path, cfg)
+    acks = disk / "outbox" / "reports" / "acks"
+    shared = "EOE/RGT00/001/FY1/001"
+    (tmp_path / "inbox" / "esr").mkdir(parents=True)
+    (tmp_path / "inbox" / "tis").mkdir(parents=True)
+    try:
+        daemon.start()
+        (tmp_path / "inbox" / "esr" / "pos.xml").write_text(
+            b.positions("RGT", [b.position(1, "1001", dpn=shared, ptype="Shared")]))
+        wait_until((acks / "pos.ack.xml").exists, what="the positions")
+        start = date.today() + timedelta(days=60)
+        count = 4500
+        (tmp_path / "inbox" / "tis" / "rotation.xml").write_text(b.placements(
+            b.placement(f"P{i:04d}", dpn=shared, start=start.isoformat(),
+                        end=(start + timedelta(days=180)).isoformat(),
+                        person=b.trainee(f"T{i:04d}")) for i in range(count)))
+        wait_until(lambda: len(events(daemon, "intake.paused")) == 1, timeout=60, what="a pause")
+        assert events(daemon, "intake.paused")[0]["reason"] == "No space left on device"
+        assert not (acks / "rotation.ack.xml").exists()
+        assert list((disk / "outbox").rglob("applicants-*")) == []
+        remount(disk, "size=64m")
+        wait_until((acks / "rotation.ack.xml").exists, timeout=120, what="the file, later")
+        assert daemon.terminate() == 0
+        assert etree.parse(str(acks / "rotation.ack.xml")).getroot().get("status") == (
+            "processed")
+        sent = [a.get("placementId") for path in (disk / "outbox" / "esr").rglob("*.xml")
+                for a in etree.parse(str(path)).getroot()]
+        assert sorted(sent) == [f"P{i:04d}" for i in range(count)]
+        assert [p for p in disk.rglob(".*") if p.is_file()] == []
+        assert "file.quarantined" not in {e["event"] for e in daemon.logs()}
+    finally:
+        daemon.kill()
