@@ -669,10 +669,15 @@ def _streamed(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
     valid file (the careful path, :func:`parse`, says why, and takes the records whose routing
     codes are not plain)."""
     try:
-        for element in iter_records(path, schema(kind.xsd), limit, kind.record_tag):
-            yield kind.read_record(element)
+        yield from _read(path, kind, schema(kind.xsd), limit)
     except (RejectedFile, ValueError, KeyError, TypeError) as exc:
         raise _Invalid(str(exc)) from exc
+
+
+def _read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]:
+    """The records of a file, read (and validated, with ``xsd``) as they stream."""
+    for element in iter_records(path, xsd, limit, kind.record_tag if xsd is not None else None):
+        yield kind.read_record(element)
 
 
 def parse(path: Path, channel: str | None, limit: int) -> Parsed:
@@ -697,11 +702,9 @@ def parse(path: Path, channel: str | None, limit: int) -> Parsed:
             f"inbox/{channel}/",
         )
     xsd = schema(kind.xsd)
-    records = []
     try:
         try:
-            for element in iter_records(path, xsd, limit, kind.record_tag):
-                records.append(kind.read_record(element))
+            records = list(_read(path, kind, xsd, limit))
         except RejectedFile as invalid:
             # A record whose routing code is not plain is the record's fault, not the file's:
             # the rules refuse it with INVALID_ROUTING_CODE (issue 14) and take the others.
@@ -709,7 +712,7 @@ def parse(path: Path, channel: str | None, limit: int) -> Parsed:
             if not (schema_only and kind.routing
                     and only_routing_codes(path, xsd, limit, kind.routing)):
                 raise
-            records = [kind.read_record(e) for e in iter_records(path, None, limit)]
+            records = list(_read(path, kind, None, limit))
     except (ValueError, KeyError, TypeError) as exc:
         # Invalid content that the streaming validator had not yet reported is a rejection; a
         # reader failing on a valid file is a bug, and is raised as one (retried, then counted).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import date, timedelta
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
@@ -151,6 +152,25 @@ def placements(placements: Iterable[str], *, local_office: str = "EOE") -> str:
         f'localOffice="{local_office}" createdAt="2026-11-02T09:00:00Z">\n'
         + "\n".join(placements)
         + "\n</PlacementFile>\n"
+    )
+
+
+ROTATION_DPN = "EOE/RGT00/001/FY1/001"
+
+
+def rotation_post() -> str:
+    """An ESR position extract of one Shared post in RGT, carrying :data:`ROTATION_DPN`."""
+    return positions("RGT", [position(1, "1001", dpn=ROTATION_DPN, ptype="Shared")])
+
+
+def rotation(count: int, start: date) -> str:
+    """A TIS file of ``count`` placements ``P0000``… on :func:`rotation_post`, one trainee each,
+    from ``start`` for 180 days (a file of several windows, every placement sent)."""
+    end = (start + timedelta(days=180)).isoformat()
+    return placements(
+        placement(f"P{i:04d}", dpn=ROTATION_DPN, start=start.isoformat(), end=end,
+                  person=trainee(f"T{i:04d}"))
+        for i in range(count)
     )
 
 

@@ -92,20 +92,15 @@ def test_sigkill_in_the_middle_of_a_streamed_placement_file(daemon: DaemonProces
     root = daemon.root
     (root / "inbox" / "esr").mkdir(parents=True)
     (root / "inbox" / "tis").mkdir(parents=True)
-    shared = "EOE/RGT00/001/FY1/001"
-    (root / "inbox" / "esr" / "pos.xml").write_text(
-        b.positions("RGT", [b.position(1, "1001", dpn=shared, ptype="Shared")]))
+    (root / "inbox" / "esr" / "pos.xml").write_text(b.rotation_post())
     acks = root / "outbox" / "reports" / "acks"
     daemon.start()
     wait_until((acks / "pos.ack.xml").exists, timeout=60, what="the positions")
     assert daemon.terminate() == 0
 
-    start = date.today() + timedelta(days=60)
     count = 4500
-    (root / "inbox" / "tis" / "rotation.xml").write_text(b.placements(
-        b.placement(f"P{i:04d}", dpn=shared, start=start.isoformat(),
-                    end=(start + timedelta(days=180)).isoformat(),
-                    person=b.trainee(f"T{i:04d}")) for i in range(count)))
+    (root / "inbox" / "tis" / "rotation.xml").write_text(
+        b.rotation(count, date.today() + timedelta(days=60)))
     daemon.start(DIT_GATEWAY_CRASH_AT="window-written:2")
     assert daemon.wait(timeout=120) == -signal.SIGKILL
     assert not (acks / "rotation.ack.xml").exists()

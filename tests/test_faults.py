@@ -342,20 +342,15 @@ def test_a_disk_that_fills_in_the_middle_of_a_streamed_file_pauses_and_loses_not
     cfg.write_text(cfg.read_text().replace('outbox = "outbox"', f'outbox = "{disk}/outbox"'))
     daemon = DaemonProcess(tmp_path, cfg)
     acks = disk / "outbox" / "reports" / "acks"
-    shared = "EOE/RGT00/001/FY1/001"
     (tmp_path / "inbox" / "esr").mkdir(parents=True)
     (tmp_path / "inbox" / "tis").mkdir(parents=True)
     try:
         daemon.start()
-        (tmp_path / "inbox" / "esr" / "pos.xml").write_text(
-            b.positions("RGT", [b.position(1, "1001", dpn=shared, ptype="Shared")]))
+        (tmp_path / "inbox" / "esr" / "pos.xml").write_text(b.rotation_post())
         wait_until((acks / "pos.ack.xml").exists, what="the positions")
-        start = date.today() + timedelta(days=60)
         count = 4500
-        (tmp_path / "inbox" / "tis" / "rotation.xml").write_text(b.placements(
-            b.placement(f"P{i:04d}", dpn=shared, start=start.isoformat(),
-                        end=(start + timedelta(days=180)).isoformat(),
-                        person=b.trainee(f"T{i:04d}")) for i in range(count)))
+        (tmp_path / "inbox" / "tis" / "rotation.xml").write_text(
+            b.rotation(count, date.today() + timedelta(days=60)))
         wait_until(lambda: len(events(daemon, "intake.paused")) == 1, timeout=60, what="a pause")
         assert events(daemon, "intake.paused")[0]["reason"] == "No space left on device"
         assert not (acks / "rotation.ack.xml").exists()

@@ -188,12 +188,15 @@ def plan(document: PlacementFile, ctx: Context) -> Plan:
 
 class _LoadSplit:
     """A13 over a file's records, as they come: per VPD, never more than 40 records against one
-    position in a load file: ``applicants-<name>.xml``, then ``-2.xml``, …"""
+    position in a load file: ``applicants-<name>.xml``, then ``-2.xml``, … (from ``source``)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, source: str, sha: str = "") -> None:
         self.name = name
+        self.source = source
+        self.sha = sha
         self.per_position: dict[tuple[str, str], int] = {}
         self.per_file: dict[tuple[str, int], int] = {}  # records in each file so far
+        self._parts: dict[str, writers.Parts[ApplicantRecord]] = {}  # each VPD's load file
 
     def split(self, records: Iterable[ApplicantRecord]) -> list[_Part]:
         """The next records in their files, in order of files (VPD, then index)."""
@@ -209,7 +212,18 @@ class _LoadSplit:
             before = self.per_file.get((vpd, index), 0)
             self.per_file[(vpd, index)] = before + len(rows)
             name = f"applicants-{self.name}{'' if index == 0 else f'-{index + 1}'}.xml"
-            parts.append(_Part(vpd, name, rows, before))
+            parts.append(_Part(vpd, name, rows, before, self.source))
+        return parts
+
+    def append(self, sink: Sink, ctx: Context, records: Iterable[ApplicantRecord]
+               ) -> list[_Part]:
+        """:meth:`split`, each part appended to its load file's temporary output."""
+        parts = self.split(records)
+        for part in parts:
+            if part.vpd not in self._parts:
+                self._parts[part.vpd] = writers.applicant_load_parts(
+                    part.vpd, ctx.now, self.source, self.sha)
+            sink.append(ctx.output("esr", part.vpd, part.name), self._parts[part.vpd], part.rows)
         return parts
 
 
@@ -221,10 +235,11 @@ class _Part:
     name: str
     rows: list[ApplicantRecord]
     before: int
+    source: str
 
-    def load(self, source: str) -> LoadFile:
+    def load(self) -> LoadFile:
         """The part as the store remembers it (R1, R6): records numbered within the file."""
-        return LoadFile(self.vpd, self.name, source, "", tuple(
+        return LoadFile(self.vpd, self.name, self.source, "", tuple(
             LoadRecord(r.placement_id, r.action, n, r.dpn, r.position_number)
             for n, r in enumerate(self.rows, self.before + 1)
         ))
@@ -232,7 +247,7 @@ class _Part:
 
 def split_loads(records: Sequence[ApplicantRecord], name: str, source: str) -> list[LoadFile]:
     """The load files :func:`load_outputs` writes, as the store remembers them (R1, R6)."""
-    return [part.load(source) for part in _LoadSplit(name).split(records)]
+    return [part.load() for part in _LoadSplit(name, source).split(records)]
 
 
 def stream(placements: Iterable[Placement], ctx: Context, sink: Sink) -> None:
@@ -246,22 +261,23 @@ def stream(placements: Iterable[Placement], ctx: Context, sink: Sink) -> None:
     sha = ctx.receipt.sha256 if ctx.receipt else ""
     name = f"{stem}-{ctx.sha12}"
     decider = Decider(ctx.as_of, ctx.settings.rules)
-    split = _LoadSplit(name)
-    load_parts: dict[str, writers.Parts[ApplicantRecord]] = {}
+    split = _LoadSplit(name, source, sha)
     notices = NoticeParts(ctx, f"notifications-{name}")
     for window in windows(placements, WINDOW):
         decision = decider.decide(window, PrefetchedView.of(ctx.store, window))
-        parts = split.split(decision.records)
-        for part in parts:
-            if part.vpd not in load_parts:
-                load_parts[part.vpd] = writers.applicant_load_parts(part.vpd, ctx.now, source, sha)
-            sink.append(ctx.output("esr", part.vpd, part.name), load_parts[part.vpd], part.rows)
+        parts = split.append(sink, ctx, decision.records)
         notices.append(sink, decision.notices)
         sink.outcomes(decision.outcomes)
-        remember(decision, ctx, source, sha, [part.load(source) for part in parts],
-                 kept_placements(decision, window), ctx.store,
-                 continued={(part.vpd, part.name) for part in parts if part.before})
+        _remember_window(decision, ctx, source, sha, parts, kept_placements(decision, window))
         faults.crashpoint("window-written")
+
+
+def _remember_window(decision: PlacementDecision, ctx: Context, source: str, sha: str,
+                     parts: Sequence[_Part], kept: tuple[list[Kept], list[str]]) -> None:
+    """:func:`remember` a window's decision, its load files continuing those of earlier
+    windows."""
+    remember(decision, ctx, source, sha, [part.load() for part in parts], kept, ctx.store,
+             continued={(part.vpd, part.name) for part in parts if part.before})
 
 
 def load_outputs(
@@ -269,7 +285,7 @@ def load_outputs(
 ) -> list[Output]:
     """Applicant load files per VPD, never more than 40 records against one position (A13)."""
     outputs = []
-    for part in _LoadSplit(name).split(records):
+    for part in _LoadSplit(name, source, sha).split(records):
         write = partial(
             writers.write_applicant_load, vpd=part.vpd, generated_at=ctx.now, source_file=source,
             source_sha256=sha, records=part.rows,
@@ -332,7 +348,6 @@ def release_stream(ctx: Context, sink: Sink) -> Plan:
     name = f"released-{as_of}"
     decider = Decider(ctx.as_of, ctx.settings.rules)
     splits: dict[tuple[str, str], _LoadSplit] = {}
-    load_parts: dict[tuple[str, str, str], writers.Parts[ApplicantRecord]] = {}
     notices = NoticeParts(ctx, f"notifications-{name}")
     after: tuple[str, str] | None = None
     while page := ctx.store.held_due_page(as_of, after, WINDOW):
@@ -343,23 +358,15 @@ def release_stream(ctx: Context, sink: Sink) -> Plan:
         by_source: dict[tuple[str, str], list[ApplicantRecord]] = {}
         for record in decision.records:
             by_source.setdefault(sources[record.placement_id], []).append(record)
-        loads, continued = [], set()
+        parts = []
         for (source, sha), records in sorted(by_source.items()):
             split = splits.setdefault(
-                (source, sha), _LoadSplit(f"{stem_of(source)}-{sha[:12]}-{name}"))
-            for part in split.split(records):
-                key = (source, sha, part.vpd)
-                if key not in load_parts:
-                    load_parts[key] = writers.applicant_load_parts(part.vpd, ctx.now, source,
-                                                                   sha)
-                sink.append(ctx.output("esr", part.vpd, part.name), load_parts[key], part.rows)
-                loads.append(part.load(source))
-                if part.before:
-                    continued.add((part.vpd, part.name))
+                (source, sha), _LoadSplit(f"{stem_of(source)}-{sha[:12]}-{name}", source, sha))
+            parts += split.append(sink, ctx, records)
         notices.append(sink, decision.notices)
         sink.outcomes(decision.outcomes)
-        remember(decision, ctx, "released", "0" * 64, loads, kept_placements(decision, due),
-                 ctx.store, continued)
+        _remember_window(decision, ctx, "released", "0" * 64, parts,
+                         kept_placements(decision, due))
     return Plan()  # its changes are made as it goes
 
 
