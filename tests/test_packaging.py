@@ -7,6 +7,7 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
+from datetime import date
 from pathlib import Path
 
 from lxml import etree
@@ -66,3 +67,19 @@ def test_the_wheel_installed_outside_the_checkout_processes_a_sample(tmp_path: P
     ack = etree.parse(str(work / "outbox" / "reports" / "acks" / "pos.ack.xml")).getroot()
     assert ack.get("status") == "processed"
     assert (work / "outbox" / "tis" / "EOE" / "positions-RGT-2026-11-02.xml").is_file()
+    # A placement file takes the streamed path (decided as it is read, the ack's outcomes
+    # spooled in var/): the placements schema and the store's migrations ship in the wheel too.
+    rotation = work / "rotation.xml"
+    rotation.write_text(b.rotation(3, date(2026, 12, 1)))
+    (work / "post.xml").write_text(b.rotation_post())
+    result = subprocess.run(
+        [str(venv / "bin" / "dit-gateway"), "process", "--as-of", "2026-11-02",
+         str(work / "post.xml"), str(rotation)],
+        capture_output=True, text=True, cwd=work, env=env, check=False, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    ack = etree.parse(str(work / "outbox" / "reports" / "acks" / "rotation.ack.xml")).getroot()
+    totals = ack.find("{urn:dit-gateway:ack:1}Totals")
+    assert totals is not None
+    assert totals.get("loaded") == "3"
+    assert len(list((work / "outbox" / "esr" / "RGT").glob("applicants-rotation-*.xml"))) == 1
