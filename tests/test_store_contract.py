@@ -444,3 +444,34 @@ def test_loads_awaiting_are_counted_in_the_store(open_store: StoreFactory) -> No
         ("R1K", "a.xml", 1, 1), ("RGT", "b.xml", 4, 3), ("RGT", "c.xml", 1, 1)]
     assert store.unconfirmed_ids([("RGT", "b.xml"), ("RGT", "c.xml")], 2) == {
         ("RGT", "b.xml"): ["P100", "P20"], ("RGT", "c.xml"): ["P3"]}
+
+
+def test_a_files_tallies_live_in_its_transaction_alone(open_store: StoreFactory) -> None:
+    """A streamed file's tallies (A9, A13, C3 across its windows): counts by (tally, a, b),
+    each tally apart; begun afresh; gone with a rollback."""
+    store = open_store()
+    with store.transaction():
+        store.begin_tallies()
+        store.set_tallies("A13", {("101", "P1"): 40, ("102", "P1"): 3})
+        store.set_tallies("A9", {("", "PL1"): 1})
+        store.set_tallies("A13", {("101", "P1"): 41})  # set again: the last count
+        assert store.tallies("A13", [("101", "P1"), ("102", "P1"), ("", "PL1"), ("9", "x")]) == {
+            ("101", "P1"): 41, ("102", "P1"): 3}
+        assert store.tallies("A9", [("", "PL1"), ("101", "P1")]) == {("", "PL1"): 1}
+        keys = [("v", f"{n}") for n in range(4500)]  # more than one chunk of keys
+        store.set_tallies("many", dict.fromkeys(keys, 2))
+        assert store.tallies("many", keys) == dict.fromkeys(keys, 2)
+        store.begin_tallies()
+        assert store.tallies("A13", [("101", "P1")]) == {}
+        store.set_tallies("A9", {("", "PL2"): 1})
+
+    def failed() -> None:
+        with store.transaction():
+            store.begin_tallies()
+            store.set_tallies("A9", {("", "PL3"): 1})
+            raise RuntimeError("the file failed")
+
+    with pytest.raises(RuntimeError):
+        failed()
+    with store.transaction():
+        assert store.tallies("A9", [("", "PL3")]) == {}

@@ -10,7 +10,7 @@ into the store, so that nothing of the file is held until the end (issue 13).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
@@ -23,7 +23,7 @@ from gateway.errors import StorageUnavailable
 from gateway.models import Notice, Outcome, Result, Totals
 from gateway.paths import output_path
 from gateway.store.base import Receipt
-from gateway.store.interfaces import Store
+from gateway.store.interfaces import Store, Tallies
 from gateway.transport import files
 from gateway.transport.files import write_temp
 from gateway.xml import writers
@@ -226,6 +226,75 @@ def windows(records: Iterable[T], size: int) -> Iterator[list[T]]:
         yield window
 
 
+K = TypeVar("K", bound=Hashable)
+
+
+class Tally(Generic[K]):
+    """A count per key that a file decided a window at a time keeps across its windows (A9's
+    placement ids, A13's records per position, C3's transfers), in the store for the file's
+    transaction (:class:`~gateway.store.interfaces.Tallies`), so that it does not grow in
+    memory with the file: :meth:`read` the keys the next window will ask before deciding it,
+    :meth:`write` what it changed after. A key not read is asked of the store. Between the two
+    it answers as a dict of counts (``get``, ``[]=``) and as a set (``in``, ``add``).
+
+    Without a store it is a plain dict that never forgets (a file decided whole)."""
+
+    def __init__(self, store: Tallies | None, name: str,
+                 pair: Callable[[K], tuple[str, str]]) -> None:
+        self.store = store
+        self.name = name
+        self._pair = pair
+        self._known: dict[K, int] = {}  # counts read or set; a key read without one: 0
+        self._changed: dict[K, int] = {}
+
+    def read(self, keys: Iterable[K]) -> None:
+        """Let the last window's counts go and read those of ``keys``."""
+        if self.store is None:
+            return
+        asked = {self._pair(key): key for key in keys}
+        found = self.store.tallies(self.name, asked)
+        self._known = {key: found.get(pair, 0) for pair, key in asked.items()}
+        self._changed = {}
+
+    def write(self) -> None:
+        """Write the counts set since :meth:`read` into the store."""
+        if self.store is not None and self._changed:
+            self.store.set_tallies(self.name, {self._pair(k): n for k, n in self._changed.items()})
+        self._changed = {}
+
+    def get(self, key: K, default: int = 0) -> int:
+        """The count of ``key``."""
+        n = self._known.get(key)
+        if n is None:
+            n = 0
+            if self.store is not None:
+                n = self.store.tallies(self.name, [self._pair(key)]).get(self._pair(key), 0)
+                self._known[key] = n
+        return n or default
+
+    def __setitem__(self, key: K, n: int) -> None:
+        self._known[key] = n
+        if self.store is not None:
+            self._changed[key] = n
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) > 0  # type: ignore[arg-type]
+
+    def add(self, key: K) -> None:
+        """Count ``key`` as shown (a set's ``add``)."""
+        self[key] = max(self.get(key), 1)
+
+
+def one_key(key: str) -> tuple[str, str]:
+    """A :class:`Tally`'s pair for a key that is one string."""
+    return ("", key)
+
+
+def two_keys(key: tuple[str, str]) -> tuple[str, str]:
+    """A :class:`Tally`'s pair for a key that is two strings."""
+    return key
+
+
 R = TypeVar("R")  # a record of a file
 V = TypeVar("V")  # the view of the store the rules ask
 
@@ -265,6 +334,7 @@ __all__ = [
     "Sink",
     "Staging",
     "Stream",
+    "Tally",
     "Windowed",
     "notification_outputs",
     "windows",

@@ -18,8 +18,10 @@ from gateway.flows import (
     Output,
     Plan,
     Sink,
+    Tally,
     Windowed,
     notification_outputs,
+    two_keys,
     windows,
 )
 from gateway.models import CheckApplicant, CheckFile, SentApplicant
@@ -53,6 +55,14 @@ class PrefetchedView:
         candidates = set(ids) | {row.placement_id for rows in by_birth.values() for row in rows}
         return cls(store, by_placement, by_birth, store.transferred_many(candidates),
                    frozenset(candidates))
+
+    def matches(self, applicants: Iterable[CheckApplicant]) -> set[tuple[str, str]]:
+        """(vpd, placement id) of every register row the rules may match ``applicants`` to."""
+        found = {(a.vpd, a.match.tis_placement_id) for a in applicants
+                 if a.match.tis_placement_id}
+        found.update((vpd, row.placement_id) for (vpd, _born), rows in self.by_birth.items()
+                     for row in rows)
+        return found
 
     def sent(self, placement_id: str) -> Sequence[SentApplicant]:
         """The applicant register rows of a placement."""
@@ -122,11 +132,16 @@ def stream(applicants: Iterable[CheckApplicant], ctx: Context, sink: Sink) -> No
     stem = ctx.receipt.stem if ctx.receipt else "checks"
     source = ctx.receipt.name if ctx.receipt else stem
     sha = ctx.receipt.sha256 if ctx.receipt else ""
-    decider = CheckDecider(ctx.as_of)
+    ctx.store.begin_tallies()
+    done = Tally(ctx.store, "C3", two_keys)
+    decider = CheckDecider(ctx.as_of, done)
     loads: dict[str, writers.Parts[writers.CheckTransferRow]] = {}
     notices = NoticeParts(ctx, f"notifications-{stem}-{ctx.sha12}")
     for window in windows(applicants, WINDOW):
-        decision = decider.decide(window, PrefetchedView.of(ctx.store, window))
+        view = PrefetchedView.of(ctx.store, window)
+        done.read(view.matches(window))
+        decision = decider.decide(window, view)
+        done.write()
         by_vpd: dict[str, list[CheckTransfer]] = {}
         for transfer in decision.transfers:
             by_vpd.setdefault(transfer.vpd, []).append(transfer)

@@ -17,8 +17,11 @@ from gateway.flows import (
     Output,
     Plan,
     Sink,
+    Tally,
     Windowed,
     notification_outputs,
+    one_key,
+    two_keys,
     windows,
 )
 from gateway.models import (
@@ -190,23 +193,27 @@ class _LoadSplit:
     """A13 over a file's records, as they come: per VPD, never more than 40 records against one
     position in a load file: ``applicants-<name>.xml``, then ``-2.xml``, … (from ``source``)."""
 
-    def __init__(self, name: str, source: str, sha: str = "") -> None:
+    def __init__(self, name: str, source: str, sha: str = "",
+                 per_position: Tally[tuple[str, str]] | None = None) -> None:
         self.name = name
         self.source = source
         self.sha = sha
-        self.per_position: dict[tuple[str, str], int] = {}
+        # (vpd, position number) → records so far: in the store when the file is streamed
+        self.per_position = per_position or Tally(None, "", two_keys)
         self.per_file: dict[tuple[str, int], int] = {}  # records in each file so far
         self._parts: dict[str, writers.Parts[ApplicantRecord]] = {}  # each VPD's load file
 
-    def split(self, records: Iterable[ApplicantRecord]) -> list[_Part]:
+    def split(self, records: Sequence[ApplicantRecord]) -> list[_Part]:
         """The next records in their files, in order of files (VPD, then index)."""
         found: dict[tuple[str, int], list[ApplicantRecord]] = {}
         per_position = self.per_position
+        per_position.read((record.vpd, record.position_number) for record in records)
         for record in records:
             key = (record.vpd, record.position_number)
-            count = per_position.get(key, 0)
+            count = per_position.get(key)
             per_position[key] = count + 1
             found.setdefault((record.vpd, count // MAX_PER_POSITION), []).append(record)
+        per_position.write()
         parts = []
         for (vpd, index), rows in sorted(found.items()):
             before = self.per_file.get((vpd, index), 0)
@@ -215,7 +222,7 @@ class _LoadSplit:
             parts.append(_Part(vpd, name, rows, before, self.source))
         return parts
 
-    def append(self, sink: Sink, ctx: Context, records: Iterable[ApplicantRecord]
+    def append(self, sink: Sink, ctx: Context, records: Sequence[ApplicantRecord]
                ) -> list[_Part]:
         """:meth:`split`, each part appended to its load file's temporary output."""
         parts = self.split(records)
@@ -260,11 +267,15 @@ def stream(placements: Iterable[Placement], ctx: Context, sink: Sink) -> None:
     source = ctx.receipt.name if ctx.receipt else stem
     sha = ctx.receipt.sha256 if ctx.receipt else ""
     name = f"{stem}-{ctx.sha12}"
-    decider = Decider(ctx.as_of, ctx.settings.rules)
-    split = _LoadSplit(name, source, sha)
+    ctx.store.begin_tallies()
+    seen = Tally(ctx.store, "A9", one_key)
+    decider = Decider(ctx.as_of, ctx.settings.rules, seen)
+    split = _LoadSplit(name, source, sha, Tally(ctx.store, "A13", two_keys))
     notices = NoticeParts(ctx, f"notifications-{name}")
     for window in windows(placements, WINDOW):
+        seen.read(placement.placement_id for placement in window)
         decision = decider.decide(window, PrefetchedView.of(ctx.store, window))
+        seen.write()
         parts = split.append(sink, ctx, decision.records)
         notices.append(sink, decision.notices)
         sink.outcomes(decision.outcomes)
@@ -346,7 +357,9 @@ def release_stream(ctx: Context, sink: Sink) -> Plan:
     :func:`release_plan`."""
     as_of = ctx.as_of.isoformat()
     name = f"released-{as_of}"
-    decider = Decider(ctx.as_of, ctx.settings.rules)
+    ctx.store.begin_tallies()
+    seen = Tally(ctx.store, "A9", one_key)
+    decider = Decider(ctx.as_of, ctx.settings.rules, seen)
     splits: dict[tuple[str, str], _LoadSplit] = {}
     notices = NoticeParts(ctx, f"notifications-{name}")
     after: tuple[str, str] | None = None
@@ -354,14 +367,19 @@ def release_stream(ctx: Context, sink: Sink) -> Plan:
         after = (page[-1][1], page[-1][0].placement_id)
         due = [placement for placement, _due, _f, _s in page]
         sources = {placement.placement_id: (f, s) for placement, _due, f, s in page}
+        seen.read(placement.placement_id for placement in due)
         decision = decider.decide_released(due, PrefetchedView.of(ctx.store, due))
+        seen.write()
         by_source: dict[tuple[str, str], list[ApplicantRecord]] = {}
         for record in decision.records:
             by_source.setdefault(sources[record.placement_id], []).append(record)
         parts = []
         for (source, sha), records in sorted(by_source.items()):
-            split = splits.setdefault(
-                (source, sha), _LoadSplit(f"{stem_of(source)}-{sha[:12]}-{name}", source, sha))
+            split = splits.get((source, sha))
+            if split is None:
+                per_position = Tally(ctx.store, f"A13 {len(splits)}", two_keys)
+                split = splits[(source, sha)] = _LoadSplit(
+                    f"{stem_of(source)}-{sha[:12]}-{name}", source, sha, per_position)
             parts += split.append(sink, ctx, records)
         notices.append(sink, decision.notices)
         sink.outcomes(decision.outcomes)

@@ -46,6 +46,7 @@ from gateway.models import (
     SentApplicant,
     Trainee,
 )
+from gateway.rules import Marks
 
 RECRUITED = "Outcome Recruited"
 ELIGIBLE_KINDS = ELIGIBLE_CHECKS
@@ -109,9 +110,10 @@ class CheckDecider:
     """Decides a check file's applicants in parts (windows), in file order, remembering between
     parts the applicants whose checks this file transferred (C3); :func:`decide` is one part."""
 
-    def __init__(self, as_of: date) -> None:
+    def __init__(self, as_of: date, done: Marks[tuple[str, str]] | None = None) -> None:
         self.as_of = as_of
-        self.done: set[tuple[str, str]] = set()  # (vpd, placement_id) transferred in the file
+        # (vpd, placement_id) transferred in the file: a set unless the flow keeps them
+        self.done: Marks[tuple[str, str]] = set() if done is None else done
 
     def decide(self, applicants: Iterable[CheckApplicant], view: CheckView) -> CheckDecision:
         """C1–C6 for the next applicants of the file, against ``view``."""
@@ -119,7 +121,7 @@ class CheckDecider:
 
 
 def _decide(applicants: Iterable[CheckApplicant], view: CheckView, as_of: date,
-            done: set[tuple[str, str]]) -> CheckDecision:
+            done: Marks[tuple[str, str]]) -> CheckDecision:
     decision = CheckDecision()
     for applicant in applicants:
         if not is_code(applicant.vpd):  # nowhere to route it, not even a notice
@@ -148,7 +150,7 @@ def _decide(applicants: Iterable[CheckApplicant], view: CheckView, as_of: date,
 
 
 def _transfer(
-    applicant: CheckApplicant, view: CheckView, as_of: date, done: set[tuple[str, str]]
+    applicant: CheckApplicant, view: CheckView, as_of: date, done: Marks[tuple[str, str]]
 ) -> CheckTransfer:
     """C1, C2, C3, C6, C5 in turn; what travels (C4) when none refuses."""
     if applicant.status.strip() != RECRUITED:
@@ -232,7 +234,9 @@ def _same_trainee(match: CheckMatch, row: SentApplicant) -> bool:
     )
 
 
-def _check_once(vpd: str, row: SentApplicant, view: CheckView, done: set[tuple[str, str]]) -> None:
+def _check_once(
+    vpd: str, row: SentApplicant, view: CheckView, done: Marks[tuple[str, str]]
+) -> None:
     """C3: checks go once per applicant, counting this file's earlier transfers."""
     pid = row.placement_id
     if (vpd, pid) in done:

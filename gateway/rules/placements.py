@@ -68,6 +68,7 @@ from gateway.models import (
     Trainee,
     shared,
 )
+from gateway.rules import Marks
 from gateway.rules.positions import ON_INTERFACE_STATUSES, on_interface
 
 LEAD = "Lead"
@@ -143,15 +144,16 @@ def decide(
 
 class Decider:
     """Decides a file's placements in parts (windows), in file order: what it remembers between
-    parts is the placement ids seen (A9). Within a part, each placement sees the view as changed
-    by the part's earlier placements (the overlay); a later part's view must show what the
-    earlier parts decided (the flow writes it into the store first, in the file's transaction).
-    Deciding a whole file as one part is :func:`decide`."""
+    parts is the placement ids seen (A9: ``seen``, a set unless the flow keeps them). Within a
+    part, each placement sees the view as changed by the part's earlier placements (the
+    overlay); a later part's view must show what the earlier parts decided (the flow writes it
+    into the store first, in the file's transaction). Deciding a whole file as one part is
+    :func:`decide`."""
 
-    def __init__(self, as_of: date, rules: Rules) -> None:
+    def __init__(self, as_of: date, rules: Rules, seen: Marks[str] | None = None) -> None:
         self.as_of = as_of
         self.rules = rules
-        self.seen: set[str] = set()
+        self.seen: Marks[str] = set() if seen is None else seen
 
     def decide(self, placements: Iterable[Placement], view: PlacementView) -> PlacementDecision:
         """Decide the next placements of the file against ``view``: one outcome each."""

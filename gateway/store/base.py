@@ -1048,6 +1048,42 @@ class SqlStore:
             rows,
         )
 
+    # --- tallies: what a file decided a window at a time remembers across its windows ------
+
+    _TALLY_TABLE = (
+        "CREATE TEMP TABLE IF NOT EXISTS file_tally (tally TEXT NOT NULL, a TEXT NOT NULL,"
+        " b TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (a, b, tally))"
+    )
+
+    def begin_tallies(self) -> None:
+        """Start the file's tallies afresh, inside its transaction: a temporary table of this
+        connection (never written to the WAL, never seen by another connection, gone with a
+        rollback), so what a file remembers across its windows is not held in memory."""
+        self._execute(self._TALLY_TABLE)
+        self._execute("DELETE FROM file_tally")
+
+    def tallies(self, tally: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The counts of ``tally`` of these (a, b) keys that have one."""
+        found: dict[tuple[str, str], int] = {}
+        ordered = sorted(set(keys))
+        for start in range(0, len(ordered), CHUNK):
+            for name, a, b, n in self._select_pairs(
+                "SELECT tally, a, b, n FROM file_tally WHERE (a, b) IN (?)",
+                ordered[start:start + CHUNK],
+            ):
+                if name == tally:
+                    found[(str(a), str(b))] = int(n)
+        return found
+
+    def set_tallies(self, tally: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """Set the counts of ``tally`` of these (a, b) keys."""
+        if counts:
+            self._executemany(
+                "INSERT INTO file_tally (tally, a, b, n) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (a, b, tally) DO UPDATE SET n = excluded.n",
+                [(tally, a, b, n) for (a, b), n in counts.items()],
+            )
+
     def requeued_from(self, rid: int) -> int | None:
         """The receipt a requeued file came from."""
         rows = self._execute("SELECT requeued_from FROM receipts WHERE id = ?", (rid,))

@@ -10,7 +10,7 @@ in the backend. :class:`Store` is the whole; the SFTP exchange's ledger is
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -363,6 +363,23 @@ class CheckTransfers(Protocol):
         ...
 
 
+class Tallies(Protocol):
+    """What a file decided a window at a time remembers across its windows (A9, A13, C3):
+    counts by (tally, a, b), in the store for the file's transaction only."""
+
+    def begin_tallies(self) -> None:
+        """Start the file's tallies afresh (inside its transaction)."""
+        ...
+
+    def tallies(self, tally: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The counts of ``tally`` of these (a, b) keys that have one."""
+        ...
+
+    def set_tallies(self, tally: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """Set the counts of ``tally`` of these (a, b) keys."""
+        ...
+
+
 class Jobs(Protocol):
     """When each scheduled job last ran."""
 
@@ -474,12 +491,13 @@ class Requeues(Protocol):
 
 class Store(
     Transactional, Ledger, Positions, Persons, Applicants, Holds, CheckTransfers, Jobs, Loads,
-    Resends, Requeues, Protocol
+    Resends, Requeues, Tallies, Protocol
 ):
     """Every interface of the gateway's state: what a backend provides."""
 
 
-class PlacementState(Positions, Persons, Applicants, Holds, Loads, Resends, Protocol):
+class PlacementState(Positions, Persons, Applicants, Holds, Loads, Resends, Tallies,
+                     Protocol):
     """What the placements flow reads and writes."""
 
 
@@ -487,7 +505,7 @@ class PersonState(Positions, Persons, Protocol):
     """What the persons flow reads and writes."""
 
 
-class CheckState(Applicants, CheckTransfers, Protocol):
+class CheckState(Applicants, CheckTransfers, Tallies, Protocol):
     """What the checks flow reads and writes."""
 
 

@@ -50,6 +50,8 @@ class PostgresStore(SqlStore):
     """State in one PostgreSQL database, shared by any number of nodes."""
 
     single_node = False
+    # Emptied by every commit as well; not written to the WAL.
+    _TALLY_TABLE = SqlStore._TALLY_TABLE + " ON COMMIT DELETE ROWS"
 
     def __init__(self, url: str, *, pool_max: int = POOL_MAX) -> None:
         self.url = url
