@@ -3,12 +3,14 @@ the N-th time the pipeline passes the point ``name`` (N defaults to 1).
 
 Points of the pipeline: ``claim-recorded`` (the receipt written, the file not yet moved),
 ``claimed``, ``attempt-started`` (an attempt counted, the work not begun), ``window-written`` (a
-streamed file: one more window's state changes in the open transaction and its outputs appended
-to their temporary files), ``outputs-written`` (temporary outputs fsynced, ledger not yet
-committed), ``committed`` (ledger committed, outputs not yet renamed), ``published`` (outputs
-renamed, input not yet archived). Points of an SFTP take: ``sftp-downloaded``, ``sftp-fetched``,
-``sftp-published``, ``sftp-moved``; of a delivery: ``sftp-uploaded``, ``sftp-delivered`` (see
-docs/sftp.md). Unset in production, it costs one comparison per point.
+streamed file: one more window's state changes in the open transaction, and its outputs
+appended to their temporary files or held to be appended with the next windows'),
+``staging-flushed`` (a streamed file: the outputs held appended to their temporary files),
+``outputs-written`` (temporary outputs fsynced, ledger not yet committed), ``committed``
+(ledger committed, outputs not yet renamed), ``published`` (outputs renamed, input not yet
+archived). Points of an SFTP take: ``sftp-downloaded``, ``sftp-fetched``, ``sftp-published``,
+``sftp-moved``; of a delivery: ``sftp-uploaded``, ``sftp-delivered`` (see docs/sftp.md).
+Unset in production, it costs one comparison per point.
 """
 
 from __future__ import annotations

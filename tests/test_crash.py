@@ -85,10 +85,11 @@ def test_sigkill_at_each_commit_step_loses_nothing_and_repeats_nothing(
 
 
 def test_sigkill_in_the_middle_of_a_streamed_placement_file(daemon: DaemonProcess) -> None:
-    """A 4,500-placement file is decided as it is read, 2,000 at a time, in one transaction:
-    SIGKILLed after its second window (state written into the open transaction, outputs half
-    appended under temporary names), the restarted daemon decides it again from the start —
-    every placement sent exactly once, no temporary file left, nothing published twice."""
+    """A 10,000-placement file is decided as it is read, 2,000 at a time, in one transaction:
+    SIGKILLed once the outputs of its first windows are appended to their temporary files
+    (their state written into the open transaction), the restarted daemon decides it again
+    from the start — every placement sent exactly once, no temporary file left, nothing
+    published twice."""
     root = daemon.root
     (root / "inbox" / "esr").mkdir(parents=True)
     (root / "inbox" / "tis").mkdir(parents=True)
@@ -98,10 +99,10 @@ def test_sigkill_in_the_middle_of_a_streamed_placement_file(daemon: DaemonProces
     wait_until((acks / "pos.ack.xml").exists, timeout=60, what="the positions")
     assert daemon.terminate() == 0
 
-    count = 4500
+    count = 10_000  # outputs of more than Staging.LIMIT (8 MiB): appended before the end
     (root / "inbox" / "tis" / "rotation.xml").write_text(
         b.rotation(count, date.today() + timedelta(days=60)))
-    daemon.start(DIT_GATEWAY_CRASH_AT="window-written:2")
+    daemon.start(DIT_GATEWAY_CRASH_AT="staging-flushed")
     assert daemon.wait(timeout=120) == -signal.SIGKILL
     assert not (acks / "rotation.ack.xml").exists()
     assert list((root / "outbox" / "esr").rglob("applicants-*.xml")) == []

@@ -333,11 +333,12 @@ def test_migrations_are_safe_under_concurrent_start(tmp_path: Path) -> None:
 def test_a_disk_that_fills_in_the_middle_of_a_streamed_file_pauses_and_loses_nothing(
     tmp_path: Path, mount: list[Path]
 ) -> None:
-    """A 4,500-placement file decided 2,000 at a time, its outputs on a tmpfs that fills during
-    the first windows: the file's transaction is rolled back and its temporary outputs removed,
+    """A 10,000-placement file decided 2,000 at a time, its outputs on a tmpfs that fills
+    while the first windows' outputs are appended to their temporary files (8 MiB at once,
+    Staging.LIMIT): the file's transaction is rolled back and its temporary outputs removed,
     intake pauses, and once the disk is larger the file is decided again — every placement sent
     once, no temporary file left."""
-    disk = tmpfs(mount, tmp_path / "disk", "4m")  # the first window's outputs fit, not more
+    disk = tmpfs(mount, tmp_path / "disk", "6m")  # the first windows' outputs do not fit
     cfg = write_config(tmp_path)
     cfg.write_text(cfg.read_text().replace('outbox = "outbox"', f'outbox = "{disk}/outbox"'))
     daemon = DaemonProcess(tmp_path, cfg)
@@ -348,7 +349,7 @@ def test_a_disk_that_fills_in_the_middle_of_a_streamed_file_pauses_and_loses_not
         daemon.start()
         (tmp_path / "inbox" / "esr" / "pos.xml").write_text(b.rotation_post())
         wait_until((acks / "pos.ack.xml").exists, what="the positions")
-        count = 4500
+        count = 10_000
         (tmp_path / "inbox" / "tis" / "rotation.xml").write_text(
             b.rotation(count, date.today() + timedelta(days=60)))
         wait_until(lambda: len(events(daemon, "intake.paused")) == 1, timeout=60, what="a pause")

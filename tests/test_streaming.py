@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from gateway import config
 from gateway.cli import FLOWS
+from gateway.flows import Staging
 from gateway.flows import checks as check_flow
 from gateway.flows import placements as placement_flow
 from gateway.jobs import JOBS, run_jobs
@@ -26,6 +27,9 @@ from tests import builders as b
 from tests.conftest import Gateway, write_config
 
 AS_OF = date(2026, 11, 2)
+# bytes of output pieces a streamed file holds before appending them: every window, now and
+# then, or only at the end (Staging.LIMIT)
+HELD = st.sampled_from([0, 2000, Staging.LIMIT])
 DPN_A = "EOE/RGT00/001/FY1/001"  # RGT (Single) and R1K (Host): a host/lead pair
 DPN_B = "EOE/RGT00/002/CT1/001"  # RGT, Shared
 DPN_C = "EOE/RGT00/003/ST1/001"  # RGT, Single
@@ -111,15 +115,19 @@ def placement_files(draw: st.DrawFn) -> list[str]:
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(files=st.lists(placement_files(), min_size=1, max_size=3), window=st.integers(1, 4))
+@given(files=st.lists(placement_files(), min_size=1, max_size=3), window=st.integers(1, 4),
+       held=HELD)
 def test_a_file_streamed_in_windows_gives_what_the_whole_file_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[list[str]], window: int,
+    held: int,
 ) -> None:
     """Windows of 1–4 placements, one file after another (so re-sends and held placements meet
     the register), then the daily release of the held ones: the outputs, acknowledgements
     included, and every table a placement file changes are the same as when each file, and
-    the release, is decided whole."""
+    the release, is decided whole — whether the outputs are appended to their files after
+    every window or after several (``held``: bytes of pieces held at once)."""
     monkeypatch.setattr(placement_flow, "WINDOW", window)
+    monkeypatch.setattr(Staging, "LIMIT", held)
     example = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example
     streamed = new_gateway(example / "streamed", streamed=True)
     whole = new_gateway(example / "whole", streamed=False)
@@ -247,14 +255,17 @@ def check_files(draw: st.DrawFn) -> list[str]:
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(files=st.lists(check_files(), min_size=1, max_size=2), window=st.integers(1, 3))
+@given(files=st.lists(check_files(), min_size=1, max_size=2), window=st.integers(1, 3),
+       held=HELD)
 def test_a_check_file_streamed_in_windows_gives_what_the_whole_file_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[list[str]], window: int,
+    held: int,
 ) -> None:
     """As for placements: check files decided in windows of 1–3 applicants, one file after
     another (so that checks already sent meet C3, in the file and across files), give the same
     outputs and state as each file decided whole."""
     monkeypatch.setattr(check_flow, "WINDOW", window)
+    monkeypatch.setattr(Staging, "LIMIT", held)
     example = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example
     gateways = [new_gateway(example / "streamed", streamed=True),
                 new_gateway(example / "whole", streamed=False)]
@@ -279,3 +290,4 @@ def test_a_check_file_streamed_in_windows_gives_what_the_whole_file_gives(
     finally:
         for gateway in gateways:
             gateway.store.close()
+

@@ -9,6 +9,7 @@ into the store, so that nothing of the file is held until the end (issue 13).
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
+from gateway import faults
 from gateway.config import Settings
 from gateway.errors import StorageUnavailable
 from gateway.models import Notice, Outcome, Result, Totals
@@ -60,6 +62,9 @@ class Context:
     as_of: date
     now: str
     receipt: Receipt | None = None
+    # the outputs' paths as checked (:meth:`output`: a window at a time asks for the same ones)
+    _paths: dict[tuple[str, str, str], Path] = field(default_factory=dict, compare=False,
+                                                     repr=False)
 
     @property
     def sha12(self) -> str:
@@ -77,7 +82,12 @@ class Context:
 
     def output(self, folder: str, code: str, name: str) -> Path:
         """``outbox/<folder>/<code>/<name>``, the code checked plain (:func:`output_path`)."""
-        return output_path(self.settings.paths.outbox, folder, code, name=name)
+        path = self._paths.get((folder, code, name))
+        if path is None:
+            path = output_path(self.settings.paths.outbox, folder, code, name=name)
+            if len(self._paths) < 65536:
+                self._paths[(folder, code, name)] = path
+        return path
 
 
 def notification_outputs(ctx: Context, notices: list[Notice], name: str) -> list[Output]:
@@ -107,52 +117,80 @@ T = TypeVar("T")
 class Staging:
     """Outputs written a piece at a time while a file is decided, each under its temporary
     name (step 1 of the commit protocol, :mod:`gateway.pipeline`, done as the records come):
-    nothing of a national file is held until the end (issue 13). Each piece opens its file to
-    append and closes it again, so a few hundred outputs hold no descriptor between windows.
+    nothing of a national file is held until the end (issue 13). The pieces of a few windows
+    are held together (``limit`` bytes in all) and then appended to their files, each file
+    opened and closed again, so that a few hundred outputs hold no descriptor between windows
+    and are not opened for every window.
     """
 
-    def __init__(self, tag: str) -> None:
+    LIMIT = 8 << 20  # bytes of pieces held before they are appended to their files
+
+    def __init__(self, tag: str, limit: int | None = None) -> None:
         self.tag = tag
+        self.limit = self.LIMIT if limit is None else limit
         self._tails: dict[Path, tuple[Path, bytes]] = {}  # final → (temp, tail), in order
+        self._begun: set[Path] = set()  # finals whose temporary file exists
+        self._held: dict[Path, list[bytes]] = {}  # final → pieces not yet appended
+        self._size = 0
 
     def append(self, final: Path, parts: writers.Parts[T], records: Sequence[T]) -> None:
         """Append ``records`` to the output ``final`` (begun with ``parts.head`` first)."""
-        temp = files.temp_path_for(final, self.tag)
-        new = final not in self._tails
-        if new:
-            self._tails[final] = (temp, parts.tail)
-
-        def write(fh: BinaryIO) -> None:
-            if new:
-                fh.write(parts.head)
-            parts.body(fh, records)
-
-        files.append_temp(temp, write, create=new)
+        piece = io.BytesIO()
+        if final not in self._tails:
+            self._tails[final] = (files.temp_path_for(final, self.tag), parts.tail)
+            piece.write(parts.head)
+        parts.body(piece, records)
+        data = piece.getvalue()
+        self._held.setdefault(final, []).append(data)
+        self._size += len(data)
+        if self._size >= self.limit:
+            self.flush()
 
     def write(self, final: Path, write: Callable[[BinaryIO], None]) -> None:
-        """Write the whole output ``final`` in one piece."""
-        self.append(final, writers.Parts(b"", partial(_whole, write)), [None])
+        """Write the whole output ``final`` in one piece, straight to its file (an
+        acknowledgement or a workbook is not held in memory)."""
+        temp = files.temp_path_for(final, self.tag)
+        self._tails[final] = (temp, b"")
+        self._held.pop(final, None)
+        self._begun.add(final)
+        files.append_temp(temp, write, create=True)
+
+    def flush(self) -> None:
+        """Append the pieces held to their files."""
+        for final, pieces in self._held.items():
+            self._append(final, pieces)
+        self._held.clear()
+        self._size = 0
+        faults.crashpoint("staging-flushed")
+
+    def _append(self, final: Path, pieces: list[bytes], *, sync: bool = False
+                ) -> tuple[int, int]:
+        temp = self._tails[final][0]
+        new = final not in self._begun
+        self._begun.add(final)
+        return files.append_temp(temp, partial(_put_all, pieces), create=new, sync=sync)
 
     def finish(self) -> list[files.Written]:
         """End every output with its tail and fsync it: (temp, final, inode, size) each."""
         written: list[files.Written] = []
         for final, (temp, tail) in self._tails.items():
-            ino, size = files.append_temp(temp, partial(_put, tail), sync=True)
+            pieces = self._held.pop(final, [])
+            ino, size = self._append(final, [*pieces, tail], sync=True)
             written.append((temp, final, ino, size))
+        self._size = 0
         return written
 
     def discard(self) -> None:
-        """Remove every temporary file begun."""
-        for temp, _tail in self._tails.values():
-            files.discard(temp)
+        """Remove every temporary file begun, and forget the pieces held."""
+        self._held.clear()
+        self._size = 0
+        for final in self._begun:
+            files.discard(self._tails[final][0])
 
 
-def _put(data: bytes, fh: BinaryIO) -> None:
-    fh.write(data)
-
-
-def _whole(write: Callable[[BinaryIO], None], fh: BinaryIO, _pieces: Iterable[None]) -> None:
-    write(fh)
+def _put_all(pieces: list[bytes], fh: BinaryIO) -> None:
+    for piece in pieces:
+        fh.write(piece)
 
 
 class Sink:
