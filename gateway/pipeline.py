@@ -141,6 +141,9 @@ class Pipeline:
         # (channel, seconds) of each file this process took to its end, for the daemon's metrics
         self.timings: list[tuple[str, float]] = []
         self._owed: dict[int, int] = {}  # attempts to give back once the store is writable
+        # a streamed file's transaction renews the leases itself (on SQLite, where the
+        # background renewal would wait for the write lock that transaction holds)
+        self._renewing_inline = False
         self._dangling: set[int] = set()  # claims to drop once the store is writable
 
     def lease_until(self) -> float:
@@ -155,6 +158,8 @@ class Pipeline:
 
         def renew() -> None:
             while not stop.wait(every):
+                if self._renewing_inline:
+                    continue
                 try:
                     self.store.renew(self.owner, self.lease_until())
                 except GatewayError as exc:
@@ -340,7 +345,10 @@ class Pipeline:
         if (kind is None or kind.channel != receipt.channel or kind.name not in self.flows
                 or kind.name not in self.streams):
             return None
-        records = _streamed(path, kind, self.settings.intake.max_bytes)
+        records: Iterator[Any] = _streamed(path, kind, self.settings.intake.max_bytes)
+        inline = self.store.single_node
+        if inline:
+            records = self._renewed(records)
         try:
             modes.make_dirs(self.paths.var)
             # the ack's outcomes, in a file with no name (closed by the block below)
@@ -364,12 +372,29 @@ class Pipeline:
             vpd = getattr(kind.build(root.attributes, ()), "vpd", None)
             OperationsLedger(self.store).record_counts(receipt.id, kind.name, vpd, sink.counts)
 
+        self._renewing_inline = inline
         try:
             with spool:
                 count = self.commit_streamed(receipt.id, staging, run, finish)
         except _Invalid:
             return None
+        finally:
+            self._renewing_inline = False
         return sink.totals, count
+
+    def _renewed(self, records: Iterator[Any]) -> Iterator[Any]:
+        """``records``, this process's leases renewed on the way as :meth:`holding` would, in
+        the file's own transaction: on SQLite, the renewal thread's connection would wait for
+        the write lock that transaction holds (a national file holds it for longer than
+        SQLite's busy timeout). Nobody else can write meanwhile; the renewal is seen with the
+        file's commit."""
+        every = max(self.settings.store.lease_seconds / 3, 0.05)
+        due = time.monotonic() + every
+        for n, record in enumerate(records):
+            if not n % 256 and time.monotonic() >= due:
+                self.store.renew(self.owner, self.lease_until())
+                due = time.monotonic() + every
+            yield record
 
     def parse(self, path: Path, channel: str | None) -> Parsed:
         """Hardened parse and XSD validation of a whole file; raises RejectedFile."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from gateway import config
 from gateway.cli import FLOWS
@@ -23,6 +25,7 @@ from gateway.flows import placements as placement_flow
 from gateway.jobs import JOBS, run_jobs
 from gateway.pipeline import Pipeline
 from gateway.store import open_store
+from gateway.store.sqlite import SqliteStore
 from tests import builders as b
 from tests.conftest import Gateway, write_config
 
@@ -291,3 +294,31 @@ def test_a_check_file_streamed_in_windows_gives_what_the_whole_file_gives(
         for gateway in gateways:
             gateway.store.close()
 
+
+def test_a_streamed_file_renews_the_leases_itself_on_sqlite(tmp_path: Path) -> None:
+    """On SQLite a streamed file's transaction holds the write lock while it is decided; the
+    lease thread's own connection would wait for it, and log ``lease.renew_failed`` once the
+    busy timeout ran out (30 s: a national file can take longer). The file renews this
+    process's leases in its own transaction instead: here a busy timeout of 0.3 s, a lease of
+    0.3 s and a file of a few seconds give no failure, and another claim's lease is renewed."""
+    root = tmp_path / "g"
+    root.mkdir()
+    settings = config.load(write_config(root, store_keys="lease_seconds = 0.3\n"))
+    store = SqliteStore(settings.paths.var / "gateway.db", busy_timeout=0.3)
+    pipeline = Pipeline(settings, store, FLOWS, clock)
+    gateway = Gateway(root, settings, store, pipeline)
+    try:
+        gateway.process("esr", "pos.xml", b.rotation_post(), AS_OF)
+        rotation = pipeline.claim(gateway.drop("tis", "rotation.xml", b.rotation(
+            6000, AS_OF + timedelta(days=60))), "tis")
+        waiting = pipeline.claim(gateway.drop("esr", "later.xml", b.rotation_post()), "esr")
+        with capture_logs() as captured, pipeline.holding():
+            started = time.time()
+            assert pipeline.process(rotation, AS_OF) == "processed"
+            took = time.time() - started
+        assert took > 1.0  # several leases long: the lease thread tried meanwhile
+        assert [e for e in captured if e["event"] == "lease.renew_failed"] == []
+        (lease,) = store.execute("SELECT lease_until FROM receipts WHERE id = ?", (waiting.id,))
+        assert lease[0] > started + took - 0.5  # renewed while the file was decided
+    finally:
+        store.close()

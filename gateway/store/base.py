@@ -133,6 +133,8 @@ def _registered(
 class SqlStore:
     """Every query of the gateway's state, shared by the SQLite and PostgreSQL stores."""
 
+    single_node = True  # one machine's store (SQLite); PostgreSQL's is shared by nodes
+
     # --- provided by an implementation ---------------------------------------------------------
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -31,6 +31,8 @@ from gateway.store.base import Held, PendingOutput, Receipt
 class Transactional(Protocol):
     """Transactions, locks across processes and nodes, and the store's identity."""
 
+    single_node: bool  # a store of one machine (SQLite: one writer at a time), not shared
+
     def transaction(self) -> AbstractContextManager[None]:
         """All writes inside happen together or not at all."""
         ...
