@@ -199,7 +199,7 @@ class _LoadSplit:
         self.source = source
         self.sha = sha
         # (vpd, position number) → records so far: in the store when the file is streamed
-        self.per_position = per_position or Tally(None, "", two_keys)
+        self.per_position = Tally(None, "", two_keys) if per_position is None else per_position
         self.per_file: dict[tuple[str, int], int] = {}  # records in each file so far
         self._parts: dict[str, writers.Parts[ApplicantRecord]] = {}  # each VPD's load file
 
