@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -137,6 +137,17 @@ class PostgresStore(SqlStore):
             sql.replace("IN (?)", "IN (SELECT * FROM unnest(?::text[], ?::text[]))"),
             ([a for a, _b in pairs], [b for _a, b in pairs]),
         )
+
+    def set_tallies(self, tally: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """As the portable one, in one statement of three arrays: an ``executemany`` runs a
+        statement per row on the server."""
+        if counts:
+            self._execute(
+                "INSERT INTO file_tally (tally, a, b, n) SELECT ?, * FROM"
+                " unnest(?::text[], ?::text[], ?::integer[])"
+                " ON CONFLICT (a, b, tally) DO UPDATE SET n = excluded.n",
+                (tally, [a for a, _b in counts], [b for _a, b in counts], list(counts.values())),
+            )
 
     def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         if isinstance(rows, Sequence) and not rows:
