@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from gateway import config
 from gateway.cli import FLOWS
-from gateway.flows import Staging
+from gateway.flows import Staging, Tally, one_key, two_keys
 from gateway.flows import checks as check_flow
 from gateway.flows import placements as placement_flow
 from gateway.jobs import JOBS, run_jobs
@@ -322,3 +322,34 @@ def test_a_streamed_file_renews_the_leases_itself_on_sqlite(tmp_path: Path) -> N
         assert lease[0] > started + took - 0.5  # renewed while the file was decided
     finally:
         store.close()
+
+
+def test_a_tally_reads_its_windows_keys_and_asks_the_store_for_the_others(tmp_path: Path) -> None:
+    """A Tally holds only the keys read for the window (and those set since); a key it did not
+    read is asked of the store; what it set reaches the store when written, and a later
+    window reads it back. Without a store it is a dict that never forgets."""
+    store = SqliteStore(tmp_path / "g.db")
+    try:
+        with store.transaction():
+            store.begin_tallies()
+            tally = Tally(store, "A13", two_keys)
+            tally.read([("RGT", "1")])
+            tally[("RGT", "1")] = tally.get(("RGT", "1")) + 1
+            tally.add(("RGT", "2"))  # not read: asked of the store (none), then set
+            assert ("RGT", "2") in tally
+            tally.write()
+            store.set_tallies("A13", {("R1K", "9"): 40})  # as another window would have
+            tally.read([("RGT", "1")])
+            assert (tally.get(("RGT", "1")), tally.get(("R1K", "9")), tally.get(("X", "0"))) == (
+                1, 40, 0)
+            assert ("RGT", "2") in tally  # not read for this window: from the store
+            assert ("X", "0") not in tally
+            assert store.tallies("A9", [("RGT", "1")]) == {}  # another tally's keys apart
+    finally:
+        store.close()
+    alone = Tally(None, "", one_key)
+    alone.read(["P1"])
+    alone.add("P1")
+    alone.read(["P2"])  # nothing is let go without a store
+    assert "P1" in alone
+    assert "P2" not in alone
