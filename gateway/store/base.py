@@ -158,24 +158,6 @@ class SqlStore:
             (json.dumps(pairs),),
         )
 
-    def _insert_many(self, insert: str, types: Sequence[str], rows: Sequence[Sequence[Any]],
-                     tail: str = "") -> None:
-        """``insert`` (``INSERT INTO t (columns)``) of many rows of those column ``types``
-        (``text``, ``integer``), ``tail`` after (``ON CONFLICT …``): an ``executemany``, which
-        SQLite runs in process; PostgreSQL inserts them in one statement of arrays. An upsert's
-        rows must not share a key (PostgreSQL refuses to update a row twice in one statement)."""
-        self._executemany(f"{insert} VALUES ({_marks(types)}){tail}", rows)
-
-    def _update_many(self, table: str, fixed: str, columns: Sequence[str],
-                     keys: Sequence[str], types: Sequence[str], rows: Sequence[Sequence[Any]],
-                     ) -> None:
-        """``UPDATE table SET fixed, column = value, … WHERE key = value AND …`` for each row
-        (the columns' values, then the keys'; ``types`` of both in that order): an
-        ``executemany``; PostgreSQL updates them in one statement of arrays."""
-        sets = ", ".join([fixed, *(f"{c} = ?" for c in columns)])
-        where = " AND ".join(f"{k} = ?" for k in keys)
-        self._executemany(f"UPDATE {table} SET {sets} WHERE {where}", rows)
-
     def transaction(self) -> AbstractContextManager[None]:
         """All writes inside happen together or not at all."""
         raise NotImplementedError
@@ -581,13 +563,16 @@ class SqlStore:
     # --- applicant register --------------------------------------------------------------------
 
     def save_applicants(self, rows: Sequence[SentApplicant], at: str) -> None:
-        """Upsert applicant register rows (batched; a row given twice: the last wins)."""
-        latest = {(r.placement_id, r.vpd): r for r in rows}
-        self._insert_many(
+        """Upsert applicant register rows (one statement per row, batched)."""
+        self._executemany(
             "INSERT INTO applicants (placement_id, vpd, tis_person_id, position_number,"
-            " date_of_birth, withdrawn, data, updated_at)",
-            ("text", "text", "text", "text", "text", "integer", "text", "text"),
-            [
+            " date_of_birth, withdrawn, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (placement_id, vpd) DO UPDATE SET"
+            " tis_person_id = excluded.tis_person_id,"
+            " position_number = excluded.position_number,"
+            " date_of_birth = excluded.date_of_birth, withdrawn = excluded.withdrawn,"
+            " data = excluded.data, updated_at = excluded.updated_at",
+            (
                 (
                     r.placement_id,
                     r.vpd,
@@ -598,13 +583,8 @@ class SqlStore:
                     codec.dumps(r),
                     at,
                 )
-                for r in latest.values()
-            ],
-            " ON CONFLICT (placement_id, vpd) DO UPDATE SET"
-            " tis_person_id = excluded.tis_person_id,"
-            " position_number = excluded.position_number,"
-            " date_of_birth = excluded.date_of_birth, withdrawn = excluded.withdrawn,"
-            " data = excluded.data, updated_at = excluded.updated_at",
+                for r in rows
+            ),
         )
 
     def sent(self, placement_id: str) -> list[SentApplicant]:
@@ -878,17 +858,15 @@ class SqlStore:
         self._load_records(loads)
 
     def _load_records(self, loads: Sequence[LoadFile]) -> None:
-        self._insert_many(
+        self._executemany(
             "INSERT INTO load_records (vpd, load_file, placement_id, action, record, dpn,"
-            " position_number)",
-            ("text", "text", "text", "text", "integer", "text", "text"),
+            " position_number) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(load.vpd, load.name, r.placement_id, r.action, r.record, r.dpn,
               r.position_number) for load in loads for r in load.records],
         )
-        self._update_many(
-            "applicants", "esr_state = 'sent', esr_message = NULL",
-            ("load_file", "load_record", "last_action"), ("placement_id", "vpd"),
-            ("text", "integer", "text", "text", "text"),
+        self._executemany(
+            "UPDATE applicants SET load_file = ?, load_record = ?, last_action = ?,"
+            " esr_state = 'sent', esr_message = NULL WHERE placement_id = ? AND vpd = ?",
             [(load.name, r.record, r.action, r.placement_id, load.vpd)
              for load in loads for r in load.records],
         )
@@ -1101,11 +1079,12 @@ class SqlStore:
 
     def set_tallies(self, tally: str, counts: Mapping[tuple[str, str], int]) -> None:
         """Set the counts of ``tally`` of these (a, b) keys."""
-        self._insert_many(
-            "INSERT INTO file_tally (tally, a, b, n)", ("text", "text", "text", "integer"),
-            [(tally, a, b, n) for (a, b), n in counts.items()],
-            " ON CONFLICT (a, b, tally) DO UPDATE SET n = excluded.n",
-        )
+        if counts:
+            self._executemany(
+                "INSERT INTO file_tally (tally, a, b, n) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (a, b, tally) DO UPDATE SET n = excluded.n",
+                [(tally, a, b, n) for (a, b), n in counts.items()],
+            )
 
     def requeued_from(self, rid: int) -> int | None:
         """The receipt a requeued file came from."""
