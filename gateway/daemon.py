@@ -126,7 +126,7 @@ class Daemon:
         """Run until stopped; returns the exit status. Raises AlreadyRunning."""
         lock = (
             instance_lock(self.settings.paths.var)
-            if getattr(self.pipeline.store, "single_node", False)
+            if self.pipeline.store.single_node
             else contextlib.nullcontext()
         )
         with lock, self.pipeline.holding():

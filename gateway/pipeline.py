@@ -150,11 +150,15 @@ class Pipeline:
         """When a claim taken or renewed now expires."""
         return time.time() + self.settings.store.lease_seconds
 
+    def _renew_every(self) -> float:
+        """Seconds between renewals of this process's leases: three in a lease."""
+        return max(self.settings.store.lease_seconds / 3, 0.05)
+
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
         """Renew this process's leases in the background while the block runs."""
         stop = threading.Event()
-        every = max(self.settings.store.lease_seconds / 3, 0.05)
+        every = self._renew_every()
 
         def renew() -> None:
             while not stop.wait(every):
@@ -388,7 +392,7 @@ class Pipeline:
         the write lock that transaction holds (a national file holds it for longer than
         SQLite's busy timeout). Nobody else can write meanwhile; the renewal is seen with the
         file's commit."""
-        every = max(self.settings.store.lease_seconds / 3, 0.05)
+        every = self._renew_every()
         due = time.monotonic() + every
         for n, record in enumerate(records):
             if not n % 256 and time.monotonic() >= due:

@@ -713,9 +713,8 @@ class SqlStore:
         the pair (the (vpd, date_of_birth) index; asked by date alone, a day's persons in every
         VPD came back to be thrown away: all of them, when they shared a birthday)."""
         found: dict[tuple[str, str], list[T]] = {k: [] for k in keys}
-        ordered = sorted(found)
-        for start in range(0, len(ordered), CHUNK):
-            for vpd, born, data in self._select_pairs(sql, ordered[start:start + CHUNK]):
+        for chunk in _chunks(sorted(found)):
+            for vpd, born, data in self._select_pairs(sql, chunk):
                 found[(str(vpd), str(born))].append(codec.loads(cls, data))
         return found
 
@@ -1067,11 +1066,9 @@ class SqlStore:
     def tallies(self, tally: str, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """The counts of ``tally`` of these (a, b) keys that have one."""
         found: dict[tuple[str, str], int] = {}
-        ordered = sorted(set(keys))
-        for start in range(0, len(ordered), CHUNK):
+        for chunk in _chunks(sorted(set(keys))):
             for name, a, b, n in self._select_pairs(
-                "SELECT tally, a, b, n FROM file_tally WHERE (a, b) IN (?)",
-                ordered[start:start + CHUNK],
+                "SELECT tally, a, b, n FROM file_tally WHERE (a, b) IN (?)", chunk
             ):
                 if name == tally:
                     found[(str(a), str(b))] = int(n)
@@ -1095,7 +1092,7 @@ class SqlStore:
 CHUNK = 2000  # values in one IN list: far below SQLite's and PostgreSQL's limits
 
 
-def _chunks(values: Sequence[str]) -> Iterator[list[str]]:
+def _chunks(values: Sequence[T]) -> Iterator[list[T]]:
     for i in range(0, len(values), CHUNK):
         yield list(values[i : i + CHUNK])
 
