@@ -7,9 +7,11 @@ streamed file: one more window's state changes in the open transaction, and its 
 appended to their temporary files or held to be appended with the next windows'),
 ``staging-flushed`` (a streamed file: the outputs held appended to their temporary files),
 ``outputs-written`` (temporary outputs fsynced, ledger not yet committed), ``committed``
-(ledger committed, outputs not yet renamed), ``published`` (outputs renamed, input not yet
-archived). Points of an SFTP take: ``sftp-downloaded``, ``sftp-fetched``, ``sftp-published``,
-``sftp-moved``; of a delivery: ``sftp-uploaded``, ``sftp-delivered`` (see docs/sftp.md).
+(ledger committed, outputs not yet renamed), ``published`` (an inbound file's outputs renamed but
+its acknowledgement, the input not yet archived; a job's, all renamed), ``archived`` (the input
+archived or quarantined, its acknowledgement not yet renamed). Points of an SFTP take:
+``sftp-downloaded``, ``sftp-fetched``, ``sftp-published``, ``sftp-moved``; of a delivery:
+``sftp-uploaded``, ``sftp-delivered`` (see docs/sftp.md).
 Unset in production, it costs one comparison per point.
 """
 

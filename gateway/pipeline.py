@@ -7,12 +7,14 @@ The commit protocol, which makes a crash at any point leave either the old state
    final name and fsynced;
 2. one store transaction applies the state changes, marks the file's fate and lists the outputs
    still to publish;
-3. the outputs are renamed into place (then forgotten by the store);
-4. the input leaves ``var/processing/`` for the archive or the quarantine.
+3. the outputs but the acknowledgement are renamed into place;
+4. the input leaves ``var/processing/`` for the archive or the quarantine;
+5. the acknowledgement is renamed into place, last (spec 3: once it is there, the file is done),
+   and the outputs are forgotten by the store.
 
 A crash before 2 leaves the file claimed: on restart it is processed again from the same state
 and gives the same outputs. A crash after 2 is finished by :meth:`Pipeline.recover`, which renames
-what 2 listed and moves the input on.
+what 2 listed and moves the input on, in the same order.
 
 A placement or check file is decided as it is read, a window of records at a time (issue 13): the
 transaction of 2 is opened first and takes each window's state changes as the window's outputs
@@ -25,6 +27,7 @@ decided the careful way (:func:`parse`), which says why.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import stat
@@ -290,7 +293,7 @@ class Pipeline:
             outputs = [*plan.outputs, ack]
             count = len(outputs)
             self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of, kind)
-        self._finalize(receipt, status)
+        self._finalize(receipt, status)  # the input was moved before the ack: the receipt closed
         self.timings.append((receipt.channel, time.monotonic() - started))
         log.info(
             f"file.{status}",
@@ -379,7 +382,8 @@ class Pipeline:
         self._renewing_inline = inline
         try:
             with spool:
-                count = self.commit_streamed(receipt.id, staging, run, finish)
+                count = self.commit_streamed(receipt.id, staging, run, finish,
+                                             settle=lambda: self._move_input(receipt, "processed"))
         except _Invalid:
             return None
         finally:
@@ -428,10 +432,12 @@ class Pipeline:
             if kind is not None:
                 OperationsLedger(self.store).record(receipt.id, *kind, plan.outcomes)
 
-        self.commit(receipt.id, receipt.sha256[:12], plan, outputs, finish)
+        self.commit(receipt.id, receipt.sha256[:12], plan, outputs, finish,
+                    settle=lambda: self._move_input(receipt, status))
 
     def commit(
-        self, rid: int, tag: str, plan: Plan, outputs: list[Output], finish: Callable[[], None]
+        self, rid: int, tag: str, plan: Plan, outputs: list[Output], finish: Callable[[], None],
+        *, settle: Callable[[], None] | None = None,
     ) -> None:
         """Write outputs under temporary names, commit state in one transaction, then publish.
 
@@ -439,6 +445,8 @@ class Pipeline:
         temporary names unique to this piece of work, so that a retry overwrites them. A
         temporary output that is gone before the commit (removed by something else) fails the
         commit, so the file is processed again rather than acknowledged with a hole.
+        ``settle`` (an inbound file's: its input moved on) runs once the outputs but the
+        acknowledgement are in place, before it is.
         """
         with self.store.work_lock():
             written: list[files.Written] = []
@@ -458,11 +466,11 @@ class Pipeline:
                     files.discard(temp)
                 raise
             faults.crashpoint("committed")
-            self._publish(rid, written)
+            self._publish(rid, written, settle)
 
     def commit_streamed(
         self, rid: int, staging: Staging, run: Callable[[], None], finish: Callable[[], None],
-        *, within: bool = True,
+        *, within: bool = True, settle: Callable[[], None] | None = None,
     ) -> int:
         """:meth:`commit` for work that writes its state changes and outputs as it goes (a
         streamed file, the daily release): the transaction is opened first and ``run`` writes
@@ -483,7 +491,7 @@ class Pipeline:
             staging.discard()
             raise
         faults.crashpoint("committed")
-        self._publish(rid, written)
+        self._publish(rid, written, settle)
         return len(written)
 
     def _staged(self, rid: int, staging: Staging, finish: Callable[[], None]
@@ -497,12 +505,30 @@ class Pipeline:
         _check_written(written)
         return written
 
-    def _publish(self, rid: int, outputs: Iterable[files.Written]) -> None:
-        files.publish_all(outputs)
+    def _publish(self, rid: int, outputs: Iterable[files.Written],
+                 settle: Callable[[], None] | None = None) -> None:
+        """Rename ``outputs`` into place and forget them. With ``settle`` (an inbound file's
+        outputs), the acknowledgement goes last, after ``settle`` has moved the input on: an
+        acknowledgement in ``outbox/`` means the file is done (spec 3, steps 5 and 6)."""
+        if settle is None:
+            files.publish_all(outputs)
+        else:
+            acks: list[files.Written] = []
+            others: list[files.Written] = []
+            for output in outputs:
+                (acks if output[1].parent == self.paths.acks else others).append(output)
+            files.publish_all(others)
+            faults.crashpoint("published")
+            settle()
+            faults.crashpoint("archived")
+            files.publish_all(acks)
         self.store.clear_outputs(rid)
-        faults.crashpoint("published")
+        if settle is None:
+            faults.crashpoint("published")
 
-    def _finalize(self, receipt: Receipt, status: str) -> None:
+    def _move_input(self, receipt: Receipt, status: str) -> None:
+        """The input from ``var/processing/`` to the quarantine (rejected) or the archive; done
+        already (a recovery after the move), nothing."""
         path = Path(receipt.processing_path)
         if path.exists():
             if status == "rejected":
@@ -510,6 +536,9 @@ class Pipeline:
             else:
                 day = self.clock()[:10]
                 files.move(path, self.paths.archive / receipt.channel / day, receipt.name)
+
+    def _finalize(self, receipt: Receipt, status: str) -> None:
+        self._move_input(receipt, status)
         self.store.close_receipt(receipt.id)
 
     def give_up(self, receipt: Receipt, error: str) -> None:
@@ -559,7 +588,8 @@ class Pipeline:
         else:
             log.info("recovery.taken_over", file=receipt.name, sha256=receipt.sha256 or None,
                      channel=receipt.channel, status=receipt.status, owner=receipt.owner)
-        if not self._publish_pending(receipt.id):
+        settle = functools.partial(self._move_input, receipt, receipt.status)
+        if not self._publish_pending(receipt.id, settle):
             return None
         if receipt.status == CLAIMING:
             return self._finish_claim(held)
@@ -569,14 +599,12 @@ class Pipeline:
         self._finalize(receipt, receipt.status)
         return None
 
-    def _publish_pending(self, rid: int) -> bool:
+    def _publish_pending(self, rid: int, settle: Callable[[], None] | None = None) -> bool:
         pending = [(p.temp, p.final, p.ino, p.size) for p in self.store.pending_outputs(rid)]
         if not pending:
             return True
-        if rid:
-            pending.sort(key=lambda o: o[1].parent == self.paths.acks)  # the ack last
         try:
-            self._publish(rid, pending)
+            self._publish(rid, pending, settle)
         except OutputLost as exc:
             log.error("recovery.output_lost", count=len(pending), error=str(exc))
             return False

@@ -364,7 +364,8 @@ def test_sigkill_during_a_resend_sends_nothing_twice(tmp_path: Path, crash: str)
     assert "resend would send: 1" in cli.ok("status")  # P6 only
 
 
-@pytest.mark.parametrize("crash", ["outputs-written:1", "committed:1", "published:1"])
+@pytest.mark.parametrize(
+    "crash", ["outputs-written:1", "committed:1", "published:1", "archived:1"])
 def test_sigkill_during_a_confirmation_file_loses_nothing(tmp_path: Path, crash: str) -> None:
     """A confirmation file killed at each step of the commit: the next command finishes or
     redoes it; one TIS confirmation, one LOAD_FAILED, the register as R2/R3 say."""

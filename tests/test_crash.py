@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
+import subprocess
+import sys
 from datetime import date, timedelta
+from pathlib import Path
 
 from lxml import etree
 
 from tests import builders as b
+from tests.conftest import write_config
 from tests.daemon import DaemonProcess, wait_until
 from tests.xsdcheck import assert_all_valid
 
@@ -20,7 +25,8 @@ CRASHES = [
     "claimed:15",          # moved into var/processing/, not yet hashed and marked claimed
     "outputs-written:30",  # outputs fsynced under temporary names, ledger not committed
     "committed:25",        # ledger committed, outputs not yet renamed into place
-    "published:40",        # outputs in place, input not yet archived
+    "published:40",        # outputs in place but the ack, input not yet archived
+    "archived:20",         # input archived, its ack not yet in place
     "outputs-written:1",   # straight after a restart's recovery
 ]
 
@@ -33,7 +39,7 @@ def dpn(i: int) -> str:
 def test_sigkill_at_each_commit_step_loses_nothing_and_repeats_nothing(
     daemon: DaemonProcess,
 ) -> None:
-    """Killed six times across a 200-file batch, the daemon ends with every file acknowledged
+    """Killed seven times across a 200-file batch, the daemon ends with every file acknowledged
     exactly once, every output whole and valid, and none written twice."""
     root = daemon.root
     inbox = root / "inbox" / "esr"
@@ -126,3 +132,44 @@ def test_sigkill_in_the_middle_of_a_streamed_placement_file(daemon: DaemonProces
     db.close()
     assert records == (count, count)
     assert statuses == [("processed",), ("processed",)]
+
+
+def test_the_acknowledgement_is_the_last_thing_a_file_leaves(tmp_path: Path) -> None:
+    """Spec 3: outputs published, the input archived, then the acknowledgement. Killed after the
+    outputs, and (while recovering) after the archive, no acknowledgement is there yet; once it
+    is, the input is in the archive and nothing is left in ``var/processing/``."""
+    config = write_config(tmp_path)
+    acks = tmp_path / "outbox" / "reports" / "acks"
+    archive = tmp_path / "var" / "archive"
+    processing = tmp_path / "var" / "processing"
+    drops = []
+    for i in range(2):
+        drops.append(tmp_path / f"pos{i}.xml")
+        drops[i].write_text(b.positions("RGT", [b.position(i + 1, dpn=dpn(i))], kind="delta"))
+
+    def process(path: Path, crash: str | None = None) -> int:
+        env = {**os.environ, "DIT_GATEWAY_CRASH_AT": crash} if crash else None
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", "process", "--config", str(config),
+             "--as-of", "2026-11-02", str(path)],
+            capture_output=True, env=env, check=False).returncode
+
+    def files(folder: Path) -> list[str]:  # published: not the temporary dot-names
+        return sorted(p.name for p in folder.rglob("[!.]*") if p.is_file())
+
+    assert process(drops[0], "published:1") == -signal.SIGKILL
+    assert [p.name for p in (tmp_path / "outbox" / "reports" / "RGT").glob("*.xml")] != []
+    assert files(acks) == []
+    assert files(processing) == ["1-pos0.xml"]  # copied in under its receipt
+    assert files(archive) == []
+
+    assert process(drops[1], "archived:1") == -signal.SIGKILL  # in the recovery of pos0
+    assert files(acks) == []
+    assert files(processing) == []
+    assert files(archive) == ["pos0.xml"]
+
+    assert process(drops[1]) == 0
+    assert files(acks) == ["pos0.ack.xml", "pos1.ack.xml"]
+    assert files(archive) == ["pos0.xml", "pos1.xml"]
+    assert files(processing) == []
+    assert [p for p in tmp_path.rglob(".*") if p.is_file()] == []
