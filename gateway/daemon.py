@@ -11,14 +11,16 @@ is counted against it, and one log event says why (and one when it resumes).
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import fcntl
+import json
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -53,6 +55,14 @@ MAX_BACKOFF_SECONDS = 300.0
 MAX_PAUSE_SECONDS = 30.0
 TICK_SECONDS = 0.05  # the loop's pace: a closed file is taken within 0.2 s + this
 LOCK_NAME = "run.lock"
+
+
+def _forced_line(signum: int) -> bytes:
+    """The log line of a second signal, made without the logger (whose lock the interrupted
+    code may hold)."""
+    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    event = {"signal": signum, "event": "daemon.forced", "level": "warning", "timestamp": at}
+    return (json.dumps(event) + "\n").encode()
 
 
 @dataclass(slots=True)
@@ -103,6 +113,7 @@ class Daemon:
         self.settings = pipeline.settings
         self._stop = threading.Event()
         self._signals = 0
+        self._signal: int | None = None  # the first SIGTERM or SIGINT, seen by the loop
         self._retries: dict[int, _Retry] = {}
         self._jobs_day: date | None = None
         self._jobs_retry_at = 0.0
@@ -140,7 +151,7 @@ class Daemon:
             for exchange in self.exchanges:
                 exchange.start()
             try:
-                while not self._stop.is_set():
+                while not self._stopping():
                     self._step()
                     self.ops.tick(self.pipeline.timings)
                     self._stop.wait(TICK_SECONDS)
@@ -159,15 +170,18 @@ class Daemon:
         self._stop.set()
 
     def _install_signals(self) -> None:
+        """The handler runs in the main thread, between any two of its bytecodes: it takes no
+        lock, for the code it interrupted may hold it (a log line being written, the stop
+        event's own lock in ``wait``): it notes the signal, and the loop logs and stops."""
         def handle(signum: int, _frame: FrameType | None) -> None:
             self._signals += 1
             if self._signals > 1:
-                log.warning("daemon.forced", signal=signum)
+                os.write(2, _forced_line(signum))
                 os._exit(1)
-            log.info("daemon.stopping", signal=signum)
-            self._stop.set()
-            signal.signal(signal.SIGALRM, lambda *_: os._exit(1))
-            signal.alarm(STOP_TIMEOUT_SECONDS)
+            self._signal = signum
+            # A stop that hangs: every thread's stack on stderr (code paths, no data), then
+            # exit 1. faulthandler's own thread does it, even when ours are stuck in C.
+            faulthandler.dump_traceback_later(STOP_TIMEOUT_SECONDS, exit=True)
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
@@ -195,9 +209,17 @@ class Daemon:
             for receipt in self._guard(partial(self.pipeline.recover, self._retries)) or []:
                 self._retries[receipt.id] = _Retry(receipt, 0, 0.0)
 
+    def _stopping(self) -> bool:
+        """Whether the loop is to stop: asked by :meth:`stop`, or a signal came (logged here,
+        once, in the loop's thread)."""
+        if self._signal is not None and not self._stop.is_set():
+            log.info("daemon.stopping", signal=self._signal)
+            self._stop.set()
+        return self._stop.is_set()
+
     def _held_back(self) -> bool:
         """Stopping, or paused and not yet due to try again."""
-        return self._stop.is_set() or (
+        return self._stopping() or (
             self._paused is not None and time.monotonic() < self._resume_at
         )
 

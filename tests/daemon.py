@@ -42,9 +42,10 @@ class DaemonProcess:
             )
         self.runs += 1
 
-    def terminate(self, timeout: float = 60) -> int:
+    def terminate(self, timeout: float = 90) -> int:
         """SIGTERM (once the daemon has installed its handlers), then wait; returns the exit
-        status."""
+        status. The wait outlasts the daemon's own stop timeout (60 s), after which it prints
+        its threads' stacks and exits 1: those are printed here, for the failing test."""
         assert self.proc is not None
         wait_until(
             lambda: self.proc is None or self.proc.poll() is not None
@@ -52,7 +53,13 @@ class DaemonProcess:
             what="the daemon to start",
         )
         self.proc.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
+        code = self.wait(timeout)
+        if code != 0:
+            print(f"{self.log_path.name}, what was not a log line:")
+            for entry in self.logs():
+                if entry["event"] == "unparsed":
+                    print(entry["raw"])
+        return code
 
     def wait(self, timeout: float = 60) -> int:
         """Wait for the daemon to exit on its own; returns the exit status."""

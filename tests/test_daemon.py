@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 from lxml import etree
 
 from tests import builders as b
+from tests.conftest import write_config
 from tests.daemon import DaemonProcess, wait_until
 from tests.xsdcheck import assert_all_valid, assert_valid
 
@@ -206,3 +208,57 @@ def test_symlink_dropped_in_the_inbox_is_never_followed(daemon: DaemonProcess) -
     assert (inbox / "link.xml").is_symlink()
     assert any(e["event"] == "intake.refused" for e in daemon.logs())
     assert daemon.terminate() == 0
+
+
+# Run as a script: the real ``run`` command, its loop's first step sending itself SIGTERM while
+# holding a lock the interrupted code could hold at that moment (a signal arrives between any two
+# bytecodes): the log's own write lock, or the stop event's. Nothing else is changed.
+_SIGNAL_WHILE_HOLDING = """
+import os, signal, sys
+import structlog._output
+from gateway import cli, daemon
+
+step = daemon.Daemon._step
+
+
+def held(loop, what):
+    if what == "log":
+        lock = structlog._output.WRITE_LOCKS.get(sys.stderr)
+        assert lock is not None, "no write lock for stderr: structlog changed"
+        return lock
+    return loop._stop._cond
+
+
+def first_step(loop):
+    if not getattr(loop, "poked", False):
+        loop.poked = True
+        with held(loop, sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100_000):  # the handler runs in here, the lock held
+                pass
+    step(loop)
+
+
+daemon.Daemon._step = first_step
+sys.argv = ["gateway", "run", "--config", sys.argv[1]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("lock", ["log", "event"])
+def test_a_signal_that_interrupts_a_log_line_or_the_loop_wait_still_stops_the_daemon(
+    tmp_path: Path, lock: str
+) -> None:
+    """SIGTERM handled while the main thread holds the log's write lock or the stop event's lock
+    (both non-reentrant): the handler takes neither, so the daemon says it is stopping and
+    exits 0 instead of waiting on itself forever (seen once in CI as a daemon that never
+    stopped)."""
+    config = write_config(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_WHILE_HOLDING, str(config), lock],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
+    assert events[0] == "daemon.starting"
+    assert events[-2:] == ["daemon.stopping", "daemon.stopped"]
