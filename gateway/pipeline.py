@@ -630,18 +630,23 @@ class Pipeline:
         return self.store.claimed(receipt.id, files.sha256_of(target))
 
     def _adopt_orphans(self) -> list[Receipt]:
-        """Files in ``var/processing/`` with no receipt (left by version 0.1): claim them."""
-        known = {h.receipt.processing_path for h in self.store.held_receipts()}
-        adopted = []
+        """Files in ``var/processing/`` with no receipt (left by version 0.1): claim them.
+
+        The folder is listed before the open receipts are read: another process's claim
+        records its receipt before its file arrives, and closes it only after the file has
+        left, so a file listed here is either an open receipt's, gone by now, or an orphan.
+        (Read the other way round, a claim made in between looked like an orphan.)"""
+        listed = []
         for channel in (*CHANNELS, UNKNOWN_CHANNEL):
             folder = self.paths.processing / channel
-            if not folder.is_dir():
-                continue
-            for path in folder.iterdir():
-                if path.name.startswith(".") or str(path) in known or not path.is_file():
-                    continue
-                adopted.append(self.claim(path, channel))
-        return adopted
+            if folder.is_dir():
+                listed += [(path, channel) for path in folder.iterdir()
+                           if not path.name.startswith(".") and path.is_file()]
+        if not listed:
+            return []
+        known = {h.receipt.processing_path for h in self.store.held_receipts()}
+        return [self.claim(path, channel) for path, channel in listed
+                if str(path) not in known and path.exists()]
 
     def _remove_temps(self, tag: str) -> None:
         if self.paths.outbox.is_dir():

@@ -12,7 +12,10 @@ import pytest
 from lxml import etree
 from structlog.testing import capture_logs
 
+from gateway.cli import FLOWS
 from gateway.errors import TransientError
+from gateway.pipeline import Pipeline
+from gateway.store.base import Held
 from tests import builders as b
 from tests.conftest import Gateway
 from tests.xsdcheck import assert_all_valid, assert_valid
@@ -156,6 +159,39 @@ def test_recovery_claims_an_unrecorded_file(gateway: Gateway) -> None:
     (folder / "lost.xml").write_text(b.positions("RGT", [b.position(1)]))
     todo = gateway.pipeline.recover()
     assert [r.name for r in todo] == ["lost.xml"]
+
+
+def test_a_claim_made_while_recovery_looks_for_orphans_is_left_to_its_owner(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process claims a file just as recovery reads the open receipts to tell orphans
+    from claims (seen in CI: two nodes, one file processed by both): the claim is left to its
+    owner; only the true orphan (no receipt) is taken."""
+    folder = gateway.settings.paths.processing / "esr"
+    folder.mkdir(parents=True)
+    (folder / "lost.xml").write_text(b.positions("RGT", [b.position(1)]))
+    source = gateway.drop("esr", "pos.xml", b.positions("RGT", [b.position(2)]))
+    other = Pipeline(gateway.settings, gateway.store, FLOWS)
+    other.owner = "other-node:1:1"  # alive for as long as its lease: another node
+    read = gateway.store.held_receipts
+    calls: list[int] = []
+    claimed = []
+
+    def held_receipts() -> list[Held]:
+        held = read()
+        calls.append(len(held))
+        if len(calls) == 2:  # the read that tells orphans from claims: the claim right after
+            claimed.append(other.claim(source, "esr"))
+        return held
+
+    monkeypatch.setattr(gateway.store, "held_receipts", held_receipts)
+    todo = gateway.pipeline.recover()
+    assert [r.name for r in todo] == ["lost.xml"]
+    assert len(claimed) == 1
+    theirs = gateway.store.receipt(claimed[0].id)
+    assert theirs is not None
+    assert theirs.owner == other.owner
+    assert Path(theirs.processing_path).is_file()
 
 
 def test_process_leaves_nothing_temporary(gateway: Gateway, tmp_path: Path) -> None:
