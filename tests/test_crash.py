@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -173,3 +174,29 @@ def test_the_acknowledgement_is_the_last_thing_a_file_leaves(tmp_path: Path) -> 
     assert files(archive) == ["pos0.xml", "pos1.xml"]
     assert files(processing) == []
     assert [p for p in tmp_path.rglob(".*") if p.is_file()] == []
+
+
+def test_an_output_lost_after_the_commit_holds_the_acknowledgement_back(tmp_path: Path) -> None:
+    """Killed after the commit, then an output's temporary file removed by something else: the
+    next run says so (``recovery.output_lost``) and publishes no acknowledgement for a file
+    whose outputs are not all there; the input stays in ``var/processing/``."""
+    config = write_config(tmp_path)
+    drop = tmp_path / "pos.xml"
+    drop.write_text(b.positions("RGT", [b.position(1, dpn=dpn(0))], kind="delta"))
+    command = [sys.executable, "-m", "gateway", "process", "--config", str(config),
+               "--as-of", "2026-11-02", str(drop)]
+    killed = subprocess.run(command, capture_output=True, check=False,
+                            env={**os.environ, "DIT_GATEWAY_CRASH_AT": "committed:1"})
+    assert killed.returncode == -signal.SIGKILL
+    temps = sorted((tmp_path / "outbox").rglob(".*.tmp"))
+    lost = [t for t in temps if "notifications" in t.name]
+    assert lost != []
+    assert any(t.name.startswith(".pos.ack.xml") for t in temps)
+    lost[0].unlink()
+    again = subprocess.run(command, capture_output=True, text=True, check=False)
+    events = [json.loads(line)["event"] for line in again.stderr.splitlines()
+              if line.startswith("{")]
+    assert "recovery.output_lost" in events
+    assert list((tmp_path / "outbox" / "reports" / "acks").glob("pos.ack.xml")) == []
+    assert sorted(p.name for p in (tmp_path / "var" / "processing").rglob("*.xml")) == [
+        "1-pos.xml"]

@@ -161,13 +161,19 @@ def test_leases_are_renewed_for_the_owner_only(open_store: StoreFactory) -> None
 
 
 def test_pending_outputs_keep_inode_and_size(open_store: StoreFactory) -> None:
-    """Outputs listed for publishing keep what identifies the file written."""
+    """Outputs listed for publishing keep what identifies the file written; a receipt's are
+    asked by its id, the jobs' by 0 (not everyone's: a recovery must not publish a live
+    file's outputs)."""
     store = open_store()
     store.add_pending_outputs(7, [(Path("/o/.a.t.tmp"), Path("/o/a"), 123, 45)])
+    store.add_pending_outputs(0, [(Path("/o/.b.t.tmp"), Path("/o/b"), 124, 46)])
     [pending] = store.pending_outputs(7)
     assert (pending.temp, pending.final, pending.ino, pending.size) == (
         Path("/o/.a.t.tmp"), Path("/o/a"), 123, 45)
+    assert [p.final for p in store.pending_outputs(0)] == [Path("/o/b")]  # the jobs' only
+    assert sorted(p.final for p in store.pending_outputs()) == [Path("/o/a"), Path("/o/b")]
     store.clear_outputs(7)
+    store.clear_outputs(0)
     assert store.pending_outputs() == []
 
 

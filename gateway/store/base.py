@@ -386,10 +386,12 @@ class SqlStore:
         )
 
     def pending_outputs(self, rid: int | None = None) -> list[PendingOutput]:
-        """Outputs committed but perhaps not yet renamed into place."""
+        """Outputs committed but perhaps not yet renamed into place: those of receipt ``rid``
+        (0: of the jobs), or all of them."""
         sql = "SELECT receipt_id, temp_path, final_path, ino, size FROM pending_outputs"
         rows = (
-            self._execute(sql + " WHERE receipt_id = ?", (rid,)) if rid else self._execute(sql)
+            self._execute(sql) if rid is None
+            else self._execute(sql + " WHERE receipt_id = ?", (rid,))
         )
         return [PendingOutput(int(r[0]), Path(r[1]), Path(r[2]), r[3], r[4]) for r in rows]
 

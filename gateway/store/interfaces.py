@@ -158,7 +158,8 @@ class Ledger(Protocol):
         ...
 
     def pending_outputs(self, rid: int | None = None) -> list[PendingOutput]:
-        """Outputs committed but perhaps not yet renamed into place."""
+        """Outputs committed but perhaps not yet renamed into place: those of receipt ``rid``
+        (0: of the jobs), or all of them."""
         ...
 
     def clear_outputs(self, rid: int) -> None:

@@ -115,18 +115,21 @@ def still_written(temp: Path, ino: int | None, size: int | None) -> bool:
 def publish_all(outputs: Iterable[Written]) -> None:
     """Rename many finished temporary files into place, then fsync each folder once.
 
-    An output already renamed (same inode in place: a crash after the rename) is skipped; one
-    whose temporary file is gone is never skipped in silence: :class:`OutputLost`.
+    An output already renamed (same inode in place: a crash after the rename, or another
+    process's recovery of a job's outputs that renamed it first) is skipped; one whose
+    temporary file is gone is never skipped in silence: :class:`OutputLost`.
     """
     folders: dict[Path, None] = {}
     lost = []
     try:
         for temp, final, ino, size in outputs:
-            if temp.exists():
+            try:
                 os.replace(temp, final)
-                folders[final.parent] = None
-            elif ino is None or not still_written(final, ino, size):
-                lost.append(final)
+            except FileNotFoundError:
+                if ino is None or not still_written(final, ino, size):
+                    lost.append(final)
+                continue
+            folders[final.parent] = None
         for folder in folders:
             fsync_dir(folder)
     except OSError as exc:
