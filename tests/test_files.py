@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,25 @@ def test_write_atomic_leaves_only_the_final_file(tmp_path: Path) -> None:
     files.write_atomic(target, b"<x/>")
     assert target.read_bytes() == b"<x/>"
     assert [p.name for p in target.parent.iterdir()] == ["a.xml"]
+
+
+def test_two_processes_writing_one_file_atomically_do_not_rename_each_others(
+    tmp_path: Path,
+) -> None:
+    """Two processes write the same file at once, again and again (two nodes starting on one
+    ``var/`` write its ``store-id``): neither fails, the file is always one of theirs, whole,
+    and no temporary file is left."""
+    target = tmp_path / "store-id"
+    script = (
+        "import sys; from pathlib import Path; from gateway.transport import files\n"
+        "for _ in range(400): files.write_atomic(Path(sys.argv[1]), sys.argv[2].encode() * 64)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(target), tag],
+                              stderr=subprocess.PIPE, text=True) for tag in "ab"]
+    errors = [proc.communicate(timeout=120)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    assert target.read_bytes() in (b"a" * 64, b"b" * 64)
+    assert [p.name for p in tmp_path.iterdir()] == ["store-id"]
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:

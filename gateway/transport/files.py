@@ -142,8 +142,10 @@ def publish_all(outputs: Iterable[Written]) -> None:
 
 
 def write_atomic(final: Path, data: bytes) -> None:
-    """Write ``data`` to ``final`` so that it appears whole or not at all."""
-    temp = temp_path_for(final, "w")
+    """Write ``data`` to ``final`` so that it appears whole or not at all. The temporary name
+    is this process's: two processes writing the same file at once (two nodes starting on one
+    ``var/``) must not rename each other's."""
+    temp = temp_path_for(final, f"w{os.getpid()}")
 
     def write(fh: BinaryIO) -> None:
         fh.write(data)
