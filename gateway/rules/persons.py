@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import date
 
 from gateway.codes import INVALID_ROUTING_CODE
@@ -57,11 +57,20 @@ class PersonRow:
     fingerprint: str
 
 
+_PERSON_FIELDS = tuple(f.name for f in fields(Person) if f.repr)
+
+
 def fingerprint(person: Person, dpn: str, position_number: str) -> str:
-    """U2: the content sent for a person (4.2 fields, DPN, position, absences), hashed."""
-    sent = replace(person, assignments=())
-    # The dataclass repr is deterministic and names every field: cheap and complete.
-    text = repr((sent, dpn, position_number))
+    """U2: the content sent for a person (4.2 fields, DPN, position, absences), hashed.
+
+    The text hashed is ``repr((replace(person, assignments=()), dpn, position_number))`` (the
+    dataclass repr is deterministic and names every field), made without the copy, which
+    took half the time: fingerprints stored by earlier versions stay the same."""
+    sent = ", ".join([
+        f"{name}=()" if name == "assignments" else f"{name}={getattr(person, name)!r}"
+        for name in _PERSON_FIELDS
+    ])
+    text = f"({type(person).__qualname__}({sent}), {dpn!r}, {position_number!r})"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
