@@ -319,7 +319,9 @@ def test_a_streamed_file_renews_the_leases_itself_on_sqlite(tmp_path: Path) -> N
         assert took > 1.0  # several leases long: the lease thread tried meanwhile
         assert [e for e in captured if e["event"] == "lease.renew_failed"] == []
         (lease,) = store.execute("SELECT lease_until FROM receipts WHERE id = ?", (waiting.id,))
-        assert lease[0] > started + took - 0.5  # renewed while the file was decided
+        # renewed while the file was decided: last in its second half (the commit and the
+        # publishing after the last record take a while on a loaded machine)
+        assert lease[0] - 0.3 > started + took / 2
     finally:
         store.close()
 
