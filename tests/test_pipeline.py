@@ -165,8 +165,8 @@ def test_a_claim_made_while_recovery_looks_for_orphans_is_left_to_its_owner(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another process claims a file just as recovery reads the open receipts to tell orphans
-    from claims (seen in CI: two nodes, one file processed by both): the claim is left to its
-    owner; only the true orphan (no receipt) is taken."""
+    from claims (seen with two nodes under load: one file processed by both): the claim is
+    left to its owner; only the true orphan (no receipt) is taken."""
     folder = gateway.settings.paths.processing / "esr"
     folder.mkdir(parents=True)
     (folder / "lost.xml").write_text(b.positions("RGT", [b.position(1)]))
