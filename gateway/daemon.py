@@ -140,8 +140,7 @@ class Daemon:
             if self.pipeline.store.single_node
             else contextlib.nullcontext()
         )
-        with lock, self.pipeline.holding():
-            self._install_signals()
+        with lock, self.pipeline.holding(), self._signals_handled():
             log.info("daemon.starting", pid=os.getpid(), inbox=str(self.settings.paths.inbox),
                      outbox=str(self.settings.paths.outbox), var=str(self.settings.paths.var))
             for receipt in self._guard(self.pipeline.recover) or []:
@@ -169,10 +168,16 @@ class Daemon:
         """Ask the loop to stop after the file in hand."""
         self._stop.set()
 
-    def _install_signals(self) -> None:
-        """The handler runs in the main thread, between any two of its bytecodes: it takes no
+    @contextlib.contextmanager
+    def _signals_handled(self) -> Iterator[None]:
+        """SIGTERM and SIGINT stop the loop after the file in hand; a second one at once.
+
+        The handler runs in the main thread, between any two of its bytecodes: it takes no
         lock, for the code it interrupted may hold it (a log line being written, the stop
-        event's own lock in ``wait``): it notes the signal, and the loop logs and stops."""
+        event's own lock in ``wait``). It only counts and notes the signal. The C level writes
+        the signal's number to a pipe as it arrives (``set_wakeup_fd``); a thread of ours reads
+        it, logs ``daemon.stopping`` and sets the stop event, at once, even while the main
+        thread is deciding a long file."""
         def handle(signum: int, _frame: FrameType | None) -> None:
             self._signals += 1
             if self._signals > 1:
@@ -183,8 +188,28 @@ class Daemon:
             # exit 1. faulthandler's own thread does it, even when ours are stuck in C.
             faulthandler.dump_traceback_later(STOP_TIMEOUT_SECONDS, exit=True)
 
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        watcher = threading.Thread(target=self._watch_signals, args=(read_end,),
+                                   name="signals", daemon=True)
+        watcher.start()
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        try:
+            yield
+        finally:  # the handlers stay: a signal while closing down is still counted
+            signal.set_wakeup_fd(previous)
+            os.close(write_end)  # the watcher reads the end of the pipe and returns
+            watcher.join(timeout=5)
+            os.close(read_end)
+
+    def _watch_signals(self, fd: int) -> None:
+        """Log and stop on the first signal the pipe brings (see :meth:`_signals_handled`)."""
+        while data := os.read(fd, 64):
+            if not self._stop.is_set():
+                log.info("daemon.stopping", signal=data[0])
+                self._stop.set()
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -210,12 +235,9 @@ class Daemon:
                 self._retries[receipt.id] = _Retry(receipt, 0, 0.0)
 
     def _stopping(self) -> bool:
-        """Whether the loop is to stop: asked by :meth:`stop`, or a signal came (logged here,
-        once, in the loop's thread)."""
-        if self._signal is not None and not self._stop.is_set():
-            log.info("daemon.stopping", signal=self._signal)
-            self._stop.set()
-        return self._stop.is_set()
+        """Whether the loop is to stop: asked by :meth:`stop`, or a signal came (the signal
+        watcher sets the event too; this does not wait for it)."""
+        return self._signal is not None or self._stop.is_set()
 
     def _held_back(self) -> bool:
         """Stopping, or paused and not yet due to try again."""

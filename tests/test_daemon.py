@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -262,3 +263,39 @@ def test_a_signal_that_interrupts_a_log_line_or_the_loop_wait_still_stops_the_da
     events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
     assert events[0] == "daemon.starting"
     assert events[-2:] == ["daemon.stopping", "daemon.stopped"]
+
+
+def test_a_second_signal_stops_the_daemon_at_once_and_the_file_is_taken_again(
+    daemon: DaemonProcess,
+) -> None:
+    """SIGTERM while a large file is being decided asks the daemon to finish it; a second
+    SIGTERM stops it at once (exit 1, ``daemon.forced`` logged). The file stays claimed and the
+    next start decides it once."""
+    root = daemon.root
+    (root / "inbox" / "esr").mkdir(parents=True)
+    (root / "inbox" / "tis").mkdir(parents=True)
+    (root / "inbox" / "esr" / "pos.xml").write_text(b.rotation_post())
+    acks_folder = root / "outbox" / "reports" / "acks"
+    daemon.start()
+    wait_until((acks_folder / "pos.ack.xml").exists, timeout=60, what="the positions")
+    (root / "inbox" / "tis" / "rotation.xml").write_text(
+        b.rotation(20_000, date.today() + timedelta(days=60)))
+    wait_until(lambda: any(e["event"] == "file.claimed" and e["file"] == "rotation.xml"
+                           for e in daemon.logs()), timeout=60, what="the rotation claimed")
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: any(e["event"] == "daemon.stopping" for e in daemon.logs()),
+               what="daemon.stopping, logged at once while the file is decided")
+    assert not (acks_folder / "rotation.ack.xml").exists()
+    time.sleep(0.2)  # two signals too close together are one for the kernel
+    daemon.proc.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 1
+    assert not (acks_folder / "rotation.ack.xml").exists()
+    assert [e["signal"] for e in daemon.logs() if e["event"] == "daemon.forced"] == [
+        signal.SIGTERM]
+    daemon.start()
+    wait_until((acks_folder / "rotation.ack.xml").exists, timeout=120, what="the rotation's ack")
+    assert daemon.terminate() == 0
+    ack = etree.parse(str(acks_folder / "rotation.ack.xml")).getroot()
+    assert ack.get("status") == "processed"
+    assert acks(root) == ["pos.ack.xml", "rotation.ack.xml"]
