@@ -207,8 +207,9 @@ class Daemon:
     def _watch_signals(self, fd: int) -> None:
         """Log and stop on the first signal the pipe brings (see :meth:`_signals_handled`)."""
         while data := os.read(fd, 64):
-            if not self._stop.is_set():
-                log.info("daemon.stopping", signal=data[0])
+            stopping = [n for n in data if n in (signal.SIGTERM, signal.SIGINT)]
+            if stopping and not self._stop.is_set():
+                log.info("daemon.stopping", signal=stopping[0])
                 self._stop.set()
 
     # --- the loop ------------------------------------------------------------------------------
