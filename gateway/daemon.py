@@ -114,6 +114,7 @@ class Daemon:
         self._stop = threading.Event()
         self._signals = 0
         self._signal: int | None = None  # the first SIGTERM or SIGINT, seen by the loop
+        self._pipe: int | None = None  # the handler's way to the signal watcher (writing end)
         self._retries: dict[int, _Retry] = {}
         self._jobs_day: date | None = None
         self._jobs_retry_at = 0.0
@@ -174,42 +175,42 @@ class Daemon:
 
         The handler runs in the main thread, between any two of its bytecodes: it takes no
         lock, for the code it interrupted may hold it (a log line being written, the stop
-        event's own lock in ``wait``). It only counts and notes the signal. The C level writes
-        the signal's number to a pipe as it arrives (``set_wakeup_fd``); a thread of ours reads
-        it, logs ``daemon.stopping`` and sets the stop event, at once, even while the main
-        thread is deciding a long file."""
+        event's own lock in ``wait``). It counts and notes the signal and writes its number
+        to a pipe (a system call, no lock); a thread of ours reads it, logs
+        ``daemon.stopping`` and sets the stop event, at once, even while the main thread is
+        deciding a long file. Once that line is logged, the first signal has been counted: a
+        second one forces."""
         def handle(signum: int, _frame: FrameType | None) -> None:
             self._signals += 1
             if self._signals > 1:
                 os.write(2, _forced_line(signum))
                 os._exit(1)
             self._signal = signum
+            if self._pipe is not None:  # None while closing down
+                os.write(self._pipe, bytes([signum]))
             # A stop that hangs: every thread's stack on stderr (code paths, no data), then
             # exit 1. faulthandler's own thread does it, even when ours are stuck in C.
             faulthandler.dump_traceback_later(STOP_TIMEOUT_SECONDS, exit=True)
 
-        read_end, write_end = os.pipe()
-        os.set_blocking(write_end, False)
+        read_end, self._pipe = os.pipe()
         watcher = threading.Thread(target=self._watch_signals, args=(read_end,),
                                    name="signals", daemon=True)
         watcher.start()
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
-        previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
         try:
             yield
         finally:  # the handlers stay: a signal while closing down is still counted
-            signal.set_wakeup_fd(previous)
-            os.close(write_end)  # the watcher reads the end of the pipe and returns
+            pipe, self._pipe = self._pipe, None
+            os.close(pipe)  # the watcher reads the end of the pipe and returns
             watcher.join(timeout=5)
             os.close(read_end)
 
     def _watch_signals(self, fd: int) -> None:
         """Log and stop on the first signal the pipe brings (see :meth:`_signals_handled`)."""
         while data := os.read(fd, 64):
-            stopping = [n for n in data if n in (signal.SIGTERM, signal.SIGINT)]
-            if stopping and not self._stop.is_set():
-                log.info("daemon.stopping", signal=stopping[0])
+            if not self._stop.is_set():
+                log.info("daemon.stopping", signal=data[0])
                 self._stop.set()
 
     # --- the loop ------------------------------------------------------------------------------

@@ -293,7 +293,7 @@ class Pipeline:
             outputs = [*plan.outputs, ack]
             count = len(outputs)
             self._commit(receipt, status, plan, outputs, errors, totals, duplicate_of, kind)
-        self._finalize(receipt, status)  # the input was moved before the ack: the receipt closed
+        self.store.close_receipt(receipt.id)  # the input was moved on before the ack
         self.timings.append((receipt.channel, time.monotonic() - started))
         log.info(
             f"file.{status}",
@@ -538,6 +538,8 @@ class Pipeline:
                 files.move(path, self.paths.archive / receipt.channel / day, receipt.name)
 
     def _finalize(self, receipt: Receipt, status: str) -> None:
+        """Recovery's end of a finished file: its input moved on if it was not yet, its
+        receipt closed."""
         self._move_input(receipt, status)
         self.store.close_receipt(receipt.id)
 
@@ -551,7 +553,7 @@ class Pipeline:
         errors = [FileError("PROCESSING_FAILED", f"gave up after repeated failures: {error}")]
         ack = self._ack(receipt, "rejected", now, errors, Plan(), Totals(), None)
         self._commit(receipt, "rejected", Plan(), [ack], errors, Totals(), None)
-        self._finalize(receipt, "rejected")
+        self.store.close_receipt(receipt.id)  # quarantined before the ack
         log.error("file.quarantined", file=receipt.name, sha256=receipt.sha256,
                   channel=receipt.channel, code="PROCESSING_FAILED", error=error)
 

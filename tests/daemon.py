@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests import builders
+
 
 class DaemonProcess:
     """Starts, watches and stops ``dit-gateway run`` with a given config."""
@@ -101,3 +103,16 @@ def wait_until(check: Callable[[], bool], timeout: float = 30, what: str = "cond
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def start_with_the_rotation_post(daemon: DaemonProcess) -> Path:
+    """Start the daemon with ``inbox/tis/`` made and the post of :func:`builders.rotation`
+    loaded (its acknowledgement seen); returns the acknowledgements' folder."""
+    inbox = daemon.root / "inbox"
+    (inbox / "esr").mkdir(parents=True)
+    (inbox / "tis").mkdir(parents=True)
+    (inbox / "esr" / "pos.xml").write_text(builders.rotation_post())
+    acks = daemon.root / "outbox" / "reports" / "acks"
+    daemon.start()
+    wait_until((acks / "pos.ack.xml").exists, timeout=60, what="the positions")
+    return acks

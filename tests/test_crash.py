@@ -15,7 +15,7 @@ from lxml import etree
 
 from tests import builders as b
 from tests.conftest import write_config
-from tests.daemon import DaemonProcess, wait_until
+from tests.daemon import DaemonProcess, start_with_the_rotation_post, wait_until
 from tests.xsdcheck import assert_all_valid
 
 N = 200
@@ -98,12 +98,7 @@ def test_sigkill_in_the_middle_of_a_streamed_placement_file(daemon: DaemonProces
     from the start — every placement sent exactly once, no temporary file left, nothing
     published twice."""
     root = daemon.root
-    (root / "inbox" / "esr").mkdir(parents=True)
-    (root / "inbox" / "tis").mkdir(parents=True)
-    (root / "inbox" / "esr" / "pos.xml").write_text(b.rotation_post())
-    acks = root / "outbox" / "reports" / "acks"
-    daemon.start()
-    wait_until((acks / "pos.ack.xml").exists, timeout=60, what="the positions")
+    acks = start_with_the_rotation_post(daemon)
     assert daemon.terminate() == 0
 
     count = 10_000  # outputs of more than Staging.LIMIT (8 MiB): appended before the end
