@@ -6,10 +6,47 @@ into outbound XML. Nothing here does I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def quick_init(cls: type[_T]) -> type[_T]:
+    """A frozen, slotted dataclass given an ``__init__`` that sets each slot through its
+    descriptor, as the generated one does through ``object.__setattr__``: same parameters,
+    defaults and result, about half the time (a national file makes a few records of each
+    kind per placement; 20 fields: 3.4 → 1.9 µs). Only for classes whose every field is a plain
+    parameter: a default factory, ``init=False`` or ``__post_init__`` is refused at import."""
+    params = getattr(cls, "__dataclass_params__", None)
+    if params is None or not params.frozen or "__slots__" not in cls.__dict__:
+        raise TypeError(f"{cls.__name__}: quick_init is for frozen, slotted dataclasses")
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__}: quick_init cannot run __post_init__")
+    namespace: dict[str, Any] = {}
+    signature: list[str] = []
+    body: list[str] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init or f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: quick_init takes plain fields only")
+        if f.default is dataclasses.MISSING:
+            signature.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            signature.append(f"{f.name}=_default_{f.name}")
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(signature)}):\n" + "\n".join(body or ["    pass"])
+    exec(source, namespace)  # noqa: S102 - the source is built from the class's own field names
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
 
 
 @functools.lru_cache(maxsize=4096)
@@ -57,6 +94,7 @@ class NoticeType(StrEnum):
     RESENT = "RESENT"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Address:
     """A postal address (spec 4.2)."""
@@ -73,6 +111,7 @@ class Address:
 # --- ESR positions (4.1) -------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Position:
     """One ESR position of a VPD."""
@@ -99,6 +138,7 @@ class Position:
     workplace_org_code: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PositionExtract:
     """An inbound ESR position extract: header and its positions."""
@@ -112,6 +152,7 @@ class PositionExtract:
 # --- ESR persons (4.2) ---------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Assignment:
     """A person's assignment to a position in the VPD."""
@@ -125,6 +166,7 @@ class Assignment:
     end_date: date | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Absence:
     """A period of absence (maternity, sickness, …)."""
@@ -134,6 +176,7 @@ class Absence:
     end_date: date | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Person:
     """An ESR employee record of a VPD."""
@@ -157,6 +200,7 @@ class Person:
     absences: tuple[Absence, ...] = ()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PersonExtract:
     """An inbound ESR person extract."""
@@ -169,6 +213,7 @@ class PersonExtract:
 # --- TIS placements (4.3) ------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Trainee:
     """The trainee of a placement, as TIS sends it."""
@@ -185,6 +230,7 @@ class Trainee:
     address: Address | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Placement:
     """One placement of a trainee into a post."""
@@ -203,6 +249,7 @@ class Placement:
     line: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PlacementFile:
     """An inbound TIS placement file."""
@@ -225,6 +272,7 @@ ELIGIBLE_CHECKS = (
 )  # C4: the only check records that travel to ESR (never Identity)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CheckMatch:
     """How Trac identifies the applicant."""
@@ -237,6 +285,7 @@ class CheckMatch:
     gmc_number: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CheckRecord:
     """One check record, kept as (element name, canonical XML of the element) for exact transfer.
@@ -255,6 +304,7 @@ class CheckRecord:
         return next((v for k, v in self.fields if k == name), None)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CheckApplicant:
     """One Trac applicant with its checks."""
@@ -267,6 +317,7 @@ class CheckApplicant:
     has_identity: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CheckFile:
     """An inbound Trac check file."""
@@ -279,6 +330,7 @@ class CheckFile:
 # --- Outcomes ------------------------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What happened to one inbound record (one acknowledgement ``Outcome``)."""
@@ -290,6 +342,7 @@ class Outcome:
     vpd: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Notice:
     """One MSO notification row."""
@@ -306,6 +359,7 @@ class Notice:
     reason: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Totals:
     """Acknowledgement totals; ``received`` is the sum of the others by construction."""
@@ -357,6 +411,7 @@ class EsrState(StrEnum):
 # --- Applicants (spec 6.2) -----------------------------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ApplicantRecord:
     """One record of an ESR applicant load: a placement as sent to one VPD."""
@@ -372,6 +427,7 @@ class ApplicantRecord:
     changed: tuple[str, ...] = ()
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SentApplicant:
     """The applicant register: what was last sent for a placement to one VPD."""
@@ -395,6 +451,7 @@ class SentApplicant:
         return self.esr_state == EsrState.FAILED and self.last_action == "create"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Occupant:
     """Someone on a position over a period: a sent placement or an ESR assignment (A7)."""
@@ -409,6 +466,7 @@ class Occupant:
 # --- ESR load confirmations (spec 4.5, 6.5) -----------------------------------------------------
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Confirmation:
     """ESR's answer for one record of an applicant load."""
@@ -422,6 +480,7 @@ class Confirmation:
     message_text: str | None = None  # may name the applicant: never logged
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LoadConfirmation:
     """An inbound ESR load confirmation: ESR's answer to one applicant load file."""
@@ -432,6 +491,7 @@ class LoadConfirmation:
     confirmations: tuple[Confirmation, ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LoadRecord:
     """One record of an applicant load file the gateway wrote, and what ESR confirmed of it."""
@@ -444,6 +504,7 @@ class LoadRecord:
     status: str | None = None  # None until confirmed: "SUCCESS" | "FAIL"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LoadFile:
     """An applicant load file the gateway wrote for a VPD (R1, R6)."""
@@ -460,6 +521,7 @@ class LoadFile:
         return tuple(r for r in self.records if r.status is None)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Awaiting:
     """A load file with records ESR has not confirmed (R6), as the store sums it up."""
@@ -471,6 +533,7 @@ class Awaiting:
     placements: int  # distinct placement ids among them
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Kept:
     """R7: the last version of a placement ESR failed or the rules rejected, to re-send."""

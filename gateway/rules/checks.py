@@ -45,6 +45,7 @@ from gateway.models import (
     Result,
     SentApplicant,
     Trainee,
+    quick_init,
 )
 from gateway.rules import Marks
 
@@ -71,6 +72,7 @@ class CheckView(Protocol):
         ...
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class CheckTransfer:
     """One ``ApplicantChecks`` element of an ESR check load."""

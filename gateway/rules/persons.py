@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 
 from gateway.codes import INVALID_ROUTING_CODE
-from gateway.models import Assignment, Outcome, Person, Position, Result
+from gateway.models import Assignment, Outcome, Person, Position, Result, quick_init
 from gateway.rules.positions import deanery_of, on_interface, routing_refusal
 
 SCOPE_STATUSES = frozenset({"Active", "Maternity & Adoption"})
@@ -46,6 +46,7 @@ def why_out_of_scope(person: Person, positions: Mapping[str, Position], as_of: d
     return "no assignment on a position of this VPD that is on the interface"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PersonRow:
     """One person as the update sends them."""

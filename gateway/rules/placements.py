@@ -66,6 +66,7 @@ from gateway.models import (
     Result,
     SentApplicant,
     Trainee,
+    quick_init,
     shared,
 )
 from gateway.rules import Marks
@@ -277,6 +278,7 @@ class _Refusal(Exception):
         self.text = text
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Target:
     """A VPD the placement goes to: its position, the employer role and the matched person."""

@@ -28,6 +28,7 @@ from gateway.models import (
     Placement,
     Position,
     SentApplicant,
+    quick_init,
     shared,
 )
 from gateway.store import codec
@@ -102,12 +103,14 @@ _REGISTER_COLUMNS = "data, last_action, esr_state, load_file, load_record"
 _NOT_FAILED_CREATE = "NOT (esr_state = 'failed' AND COALESCE(last_action, '') = 'create')"
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Period:
     start: date
     end: date
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Occupying:
     """The part of a register row that occupancy needs: decoding only these fields of its
