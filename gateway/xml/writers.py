@@ -27,6 +27,7 @@ from gateway.models import (
     Outcome,
     Position,
     Totals,
+    quick_init,
 )
 
 NS = {
@@ -127,12 +128,22 @@ class _Doc:
 
     @contextmanager
     def element(self, name: str, attrs: Mapping[str, str | None] | None = None) -> Iterator[None]:
-        self._put(f"<{_start(name, attrs) if attrs else name}>")
-        self._depth += 1
+        self.open(name, attrs)
         try:
             yield
         finally:
             self._depth -= 1
+        self._put(f"</{name}>{self._eol}")
+
+    def open(self, name: str, attrs: Mapping[str, str | None] | None = None) -> None:
+        """Start an element that :meth:`close` ends: :meth:`element` without a generator, for
+        the records of a national file (a third of a microsecond each)."""
+        self._put(f"<{_start(name, attrs) if attrs else name}>")
+        self._depth += 1
+
+    def close(self, name: str) -> None:
+        """End the element :meth:`open` started."""
+        self._depth -= 1
         self._put(f"</{name}>{self._eol}")
 
     def address(self, address: Address | None) -> None:
@@ -263,14 +274,11 @@ def write_ack(
 
 
 def _outcomes(doc: _Doc, outcomes: Iterable[Outcome]) -> None:
+    put = doc._put
     for o in outcomes:
-        attrs: dict[str, str | None] = {
-            "recordId": o.record_id,
-            "result": o.result.value,
-            "reason": o.reason,
-            "vpd": o.vpd,
-        }
-        doc.leaf("Outcome", o.text, **{k: v for k, v in attrs.items() if v is not None})
+        attrs = {"recordId": o.record_id, "result": o.result.value, "reason": o.reason,
+                 "vpd": o.vpd}
+        put(f"<{_start('Outcome', attrs)}>{_text(o.text)}</Outcome>\n")
 
 
 def outcome_rows(fh: BinaryIO, outcomes: Iterable[Outcome]) -> None:
@@ -318,10 +326,12 @@ def _notifications_attrs(vpd: str, generated_at: str, source_file: str | None,
 
 
 def _notifications(doc: _Doc, notices: Iterable[Notice]) -> None:
+    put = doc._put
     for n in notices:
         row = _notice_row(n)
         text = row.pop("text")
-        doc.leaf("Notification", text or "", **{k: v for k, v in row.items() if v})
+        attrs = {k: v for k, v in row.items() if v}
+        put(f"<{_start('Notification', attrs)}>{_text(text or '')}</Notification>\n")
 
 
 def write_notifications(
@@ -375,6 +385,7 @@ def notifications_csv_parts() -> Parts[Notice]:
     return Parts(head.getvalue(), _csv_body)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ExtractPost:
     """A post as it goes to TIS: the position and whether its DPN is duplicated."""
@@ -401,29 +412,30 @@ def write_position_extract(
     with document(fh, "position-extract", "PositionExtract", attrs) as doc:
         for post in posts:
             p = post.position
-            with doc.element("Post"):
-                doc.leaves(
-                    [
-                        ("DeaneryPostNumber", p.dpn),
-                        ("PositionNumber", p.position_number),
-                        ("PositionName", p.position_name),
-                        ("EsrPositionId", p.esr_position_id),
-                        ("HostLeadFlag", p.host_lead_flag),
-                        ("ManagingDeaneryBody", p.managing_deanery_body),
-                        ("WorkplaceOrgCode", p.workplace_org_code),
-                        ("OccupationCode", p.occupation_code),
-                    ]
-                )
-                for scale in p.payscales:
-                    doc.leaf("Payscale", scale)
-                doc.leaves(
-                    [
-                        ("PositionType", p.position_type),
-                        ("EffectiveFromDate", p.effective_from.isoformat()),
-                        ("EffectiveToDate", p.effective_to.isoformat() if p.effective_to else None),
-                        ("Duplicate", "true" if post.duplicate else "false"),
-                    ]
-                )
+            doc.open("Post")
+            doc.leaves(
+                [
+                    ("DeaneryPostNumber", p.dpn),
+                    ("PositionNumber", p.position_number),
+                    ("PositionName", p.position_name),
+                    ("EsrPositionId", p.esr_position_id),
+                    ("HostLeadFlag", p.host_lead_flag),
+                    ("ManagingDeaneryBody", p.managing_deanery_body),
+                    ("WorkplaceOrgCode", p.workplace_org_code),
+                    ("OccupationCode", p.occupation_code),
+                ]
+            )
+            for scale in p.payscales:
+                doc.leaf("Payscale", scale)
+            doc.leaves(
+                [
+                    ("PositionType", p.position_type),
+                    ("EffectiveFromDate", p.effective_from.isoformat()),
+                    ("EffectiveToDate", p.effective_to.isoformat() if p.effective_to else None),
+                    ("Duplicate", "true" if post.duplicate else "false"),
+                ]
+            )
+            doc.close("Post")
 
 
 def write_person_update(
@@ -446,37 +458,38 @@ def write_person_update(
     with document(fh, "person-update", "PersonUpdate", attrs) as doc:
         for row in rows:
             p = row.person
-            with doc.element("Person", {"esrPersonId": p.esr_person_id}):
-                doc.leaves(
-                    [
-                        ("DeaneryPostNumber", row.dpn),
-                        ("PositionNumber", row.position_number),
-                        ("Title", p.title),
-                        ("Forenames", p.forenames),
-                        ("Surname", p.surname),
-                        ("PreviousSurname", p.previous_surname),
-                        ("KnownAs", p.known_as),
-                        ("DateOfBirth", p.date_of_birth.isoformat()),
-                        ("Gender", p.gender),
-                        ("NationalInsuranceNumber", p.nino),
-                        ("EthnicOrigin", p.ethnic_origin),
-                        ("Email", p.email),
-                        ("HomePhone", p.home_phone),
-                        ("MobilePhone", p.mobile_phone),
-                    ]
-                )
-                doc.address(p.address)
-                doc.leaf("GmcNumber", p.gmc_number)
-                for absence in p.absences:
-                    with doc.element("Absence"):
-                        doc.leaves(
-                            [
-                                ("Type", absence.type),
-                                ("StartDate", absence.start_date.isoformat()),
-                                ("EndDate", absence.end_date.isoformat()
-                                 if absence.end_date else None),
-                            ]
-                        )
+            doc.open("Person", {"esrPersonId": p.esr_person_id})
+            doc.leaves(
+                [
+                    ("DeaneryPostNumber", row.dpn),
+                    ("PositionNumber", row.position_number),
+                    ("Title", p.title),
+                    ("Forenames", p.forenames),
+                    ("Surname", p.surname),
+                    ("PreviousSurname", p.previous_surname),
+                    ("KnownAs", p.known_as),
+                    ("DateOfBirth", p.date_of_birth.isoformat()),
+                    ("Gender", p.gender),
+                    ("NationalInsuranceNumber", p.nino),
+                    ("EthnicOrigin", p.ethnic_origin),
+                    ("Email", p.email),
+                    ("HomePhone", p.home_phone),
+                    ("MobilePhone", p.mobile_phone),
+                ]
+            )
+            doc.address(p.address)
+            doc.leaf("GmcNumber", p.gmc_number)
+            for absence in p.absences:
+                with doc.element("Absence"):
+                    doc.leaves(
+                        [
+                            ("Type", absence.type),
+                            ("StartDate", absence.start_date.isoformat()),
+                            ("EndDate", absence.end_date.isoformat()
+                             if absence.end_date else None),
+                        ]
+                    )
+            doc.close("Person")
 
 
 def _load_attrs(vpd: str, generated_at: str, source_file: str,
@@ -514,35 +527,36 @@ def _applicants(doc: _Doc, records: Iterable[ApplicantRecord]) -> None:
     for r in records:
         p = r.placement
         t = p.trainee
-        with doc.element("Applicant", {"placementId": r.placement_id, "action": r.action}):
-            doc.leaves(
-                [
-                    ("ApplicantStatus", APPLICANT_STATUS),
-                    ("ExistingEsrPersonId", r.existing_esr_person_id),
-                    ("EmployerRole", r.employer_role),
-                    ("PositionNumber", r.position_number),
-                    ("DeaneryPostNumber", r.dpn),
-                    ("ProjectedHireDate", p.start.isoformat()),
-                    ("ProjectedEndDate", p.end.isoformat()),
-                    ("WholeTimeEquivalent", p.wte),
-                    ("Grade", p.grade),
-                    ("Specialty", p.specialty),
-                    ("PlacementType", p.placement_type),
-                    ("Forenames", t.forenames),
-                    ("Surname", t.surname),
-                    ("DateOfBirth", t.date_of_birth.isoformat()),
-                    ("Gender", t.gender),
-                    ("NationalInsuranceNumber", t.nino),
-                    ("GmcNumber", t.gmc_number),
-                    ("Email", t.email),
-                    ("MobilePhone", t.mobile_phone),
-                ]
-            )
-            doc.address(t.address)
-            if r.changed:
-                with doc.element("Changed"):
-                    for name in r.changed:
-                        doc.leaf("Field", name)
+        doc.open("Applicant", {"placementId": r.placement_id, "action": r.action})
+        doc.leaves(
+            [
+                ("ApplicantStatus", APPLICANT_STATUS),
+                ("ExistingEsrPersonId", r.existing_esr_person_id),
+                ("EmployerRole", r.employer_role),
+                ("PositionNumber", r.position_number),
+                ("DeaneryPostNumber", r.dpn),
+                ("ProjectedHireDate", p.start.isoformat()),
+                ("ProjectedEndDate", p.end.isoformat()),
+                ("WholeTimeEquivalent", p.wte),
+                ("Grade", p.grade),
+                ("Specialty", p.specialty),
+                ("PlacementType", p.placement_type),
+                ("Forenames", t.forenames),
+                ("Surname", t.surname),
+                ("DateOfBirth", t.date_of_birth.isoformat()),
+                ("Gender", t.gender),
+                ("NationalInsuranceNumber", t.nino),
+                ("GmcNumber", t.gmc_number),
+                ("Email", t.email),
+                ("MobilePhone", t.mobile_phone),
+            ]
+        )
+        doc.address(t.address)
+        if r.changed:
+            with doc.element("Changed"):
+                for name in r.changed:
+                    doc.leaf("Field", name)
+        doc.close("Applicant")
 
 
 APPLICANT_STATUS = "Preferred Applicant"
@@ -582,6 +596,7 @@ def _check_transfers(doc: _Doc, transfers: Iterable[CheckTransferRow]) -> None:
                 doc.write(etree.fromstring(check.xml, parser))
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ConfirmedPlacement:
     """One row of a TIS placement confirmation (spec 5.1)."""
