@@ -78,8 +78,20 @@ class Nation:
         if post % 250 == 124:
             post += 1  # the lead's DPN, in the next VPD
         v = self.vpd_of(post)
-        return (f"{DEANERIES[post % len(DEANERIES)]}/{vpd(v)}/{post:06d}/"
-                f"{GRADES[post % len(GRADES)]}/001")
+        return f"{self.deanery(v)}/{vpd(v)}/{post:06d}/{GRADES[post % len(GRADES)]}/001"
+
+    @staticmethod
+    def deanery(v: int) -> str:
+        """The local office of VPD ``v``: a trust sits in one of England's 13 regions, and its
+        DPNs carry that region's code."""
+        return DEANERIES[v % len(DEANERIES)]
+
+    def managing(self, post: int) -> str | None:
+        """Every 20th post is managed by the next region's office (the FAQ's cross-boundary
+        post: ``ManagingDeaneryBody`` set), so its VPD's extract goes to two deaneries (P3)."""
+        if post % 20 == 3:
+            return DEANERIES[(self.vpd_of(post) + 1) % len(DEANERIES)]
+        return None
 
     def position(self, post: int) -> str:
         """The ESR ``Position`` of a post."""
@@ -90,7 +102,7 @@ class Nation:
             host_lead = "Lead"
         return b.position(post + 1, str(100_000 + post), dpn=self.dpn(post),
                           ptype="Shared" if post % 100 == 7 else "Single",
-                          host_lead=host_lead)
+                          host_lead=host_lead, mdb=self.managing(post))
 
     def born(self, person: int) -> date:
         """Person ``person``'s date of birth, the same in TIS and ESR (A8 finds them)."""

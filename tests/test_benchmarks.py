@@ -34,6 +34,26 @@ def test_generated_data_is_valid_and_reproducible(tmp_path: Path) -> None:
         assert [p.read_bytes() for p in group] == [p.read_bytes() for p in second[flow]], flow
 
 
+def test_each_vpds_posts_go_to_its_region_and_a_few_to_the_next(tmp_path: Path) -> None:
+    """A trust sits in one region: its DPNs carry that region's code, and one post in 20 is
+    managed by the next region's office (and a host post carries its lead's DPN, from the next
+    VPD), so each position extract goes to two or three deaneries (P3), not to every one."""
+    from gateway.rules.positions import deanery_of  # noqa: PLC0415
+    from gateway.xml import readers  # noqa: PLC0415
+
+    sizes = Sizes.scaled(0.05)
+    paths = generate(tmp_path, sizes, seed=7)["positions"]
+    for path in paths:
+        root = etree.parse(str(path)).getroot()
+        posts = [readers.position(e) for e in root if isinstance(e.tag, str)]
+        by_deanery: dict[str, int] = {}
+        for post in posts:
+            by_deanery[deanery_of(post)] = by_deanery.get(deanery_of(post), 0) + 1
+        assert 2 <= len(by_deanery) <= 3, (path.name, by_deanery)  # and a host post's lead's
+        home = max(by_deanery.values())
+        assert 0.02 < 1 - home / len(posts) < 0.1, (path.name, by_deanery)
+
+
 def test_the_run_goes_through_every_flow_and_prints_the_ratios(tmp_path: Path) -> None:
     """``benchmarks/run.py --scale 0.01``: every acknowledgement is processed, the load files
     are confirmed, and the last line is the ratios."""
