@@ -53,3 +53,28 @@ def test_a_failed_commit_is_one_clear_error_and_the_store_goes_on(tmp_path: Path
             store.execute("INSERT INTO p VALUES (7)")
             store.execute("INSERT INTO c VALUES (7)")
         assert store.execute("SELECT p FROM c") == [(7,)]
+
+
+def test_the_per_file_reads_search_an_index_and_scan_no_table(tmp_path: Path) -> None:
+    """Every bulk read the placement and check rules make per window is answered by an index
+    (SQLite's plan says SEARCH, never SCAN of a table): a scan is a whole table read once per
+    2,000 keys. Holds the indexes, e.g. when one that seemed unused is dropped."""
+    with SqliteStore(tmp_path / "g.db") as store:
+        asked: list[str] = []
+        store._conn().set_trace_callback(asked.append)
+        pairs = [("RGT", "1990-01-02"), ("RGU", "1991-02-03")]
+        store.positions_with_dpns(["D/1", "D/2"])
+        store.persons_born_on(pairs)
+        store.sent_many(["P1", "P2"])
+        store.occupants_of([("RGT", "1001"), ("RGU", "1002")])
+        store.held_many(["P1", "P2"])
+        store.applicants_born_many(pairs)
+        store.transferred_many(["P1", "P2"])
+        store._conn().set_trace_callback(None)
+        selects = [sql for sql in asked if sql.lstrip().upper().startswith("SELECT")]
+        assert len(selects) >= 8
+        for sql in selects:
+            plan = [row[3] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {sql}")]
+            scans = [step for step in plan if step.startswith("SCAN")
+                     and "json_each" not in step and "VIRTUAL TABLE" not in step]
+            assert not scans, (sql, plan)
