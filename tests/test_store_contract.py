@@ -246,6 +246,63 @@ def test_migrations_are_safe_when_processes_start_together(
     assert versions == [v for v, _sql in migrations()]
 
 
+def test_a_register_row_saved_with_its_load_is_the_row_saved_then_loaded(
+    open_store: StoreFactory,
+) -> None:
+    """save_applicants given the window's loads writes each row once with its load, record,
+    action and state ``sent`` (ESR's message cleared): the same rows as saving, then recording
+    the loads, on every backend. A row whose placement is in no load keeps what it had."""
+    from datetime import date  # noqa: PLC0415
+
+    from gateway.models import (  # noqa: PLC0415
+        LoadFile,
+        LoadRecord,
+        Placement,
+        SentApplicant,
+        Trainee,
+    )
+
+    store = open_store()
+    trainee = Trainee("T1", "A", "B", date(1990, 1, 1), "F", "7000001")
+
+    def rows(*pids: str) -> list[SentApplicant]:
+        return [SentApplicant(pid, "RGT", "T1", "1001", "Lead", Placement(
+            pid, "upsert", "EOE/X/1", "In Post", "F1", "Med", date(2027, 6, 1),
+            date(2027, 12, 1), "1.0", trainee)) for pid in pids]
+
+    def load(name: str, *pids: str) -> LoadFile:
+        return LoadFile("RGT", name, "a.xml", "", tuple(
+            LoadRecord(pid, "create" if name == "first.xml" else "update", n, "EOE/X/1", "1001")
+            for n, pid in enumerate(pids, 1)))
+
+    def state(pid: str) -> tuple[object, ...]:
+        (row,) = store.sent(pid)
+        esr = store.esr_state(pid, "RGT")
+        assert esr is not None
+        return (row.load_file, row.load_record, row.last_action, *esr)
+
+    with store.transaction():  # the first sending: P1 the two-step way, P2 in one
+        store.save_applicants(rows("P1"), "t")
+        store.record_loads([load("first.xml", "P1")], "t")
+        first = load("first.xml", "P2")
+        store.save_applicants(rows("P2", "P3"), "t", [first])
+        store.record_loads([first], "t", {("P2", "RGT"), ("P3", "RGT")})
+    assert state("P1") == ("first.xml", 1, "create", "sent", None, None, None)
+    assert state("P2") == state("P1")
+    assert state("P3") == (None, None, None, "sent", None, None, None)  # in no load
+
+    store.set_esr_states([(pid, "RGT", "failed", None, None, "no") for pid in ("P1", "P2", "P3")])
+    with store.transaction():  # sent again: P1 two-step, P2 in one; P3 again in no load
+        store.save_applicants(rows("P1"), "t")
+        store.add_load_records([load("more.xml", "P1")])
+        more = load("more.xml", "P2")
+        store.save_applicants(rows("P2", "P3"), "t", [more])
+        store.add_load_records([more], {("P2", "RGT"), ("P3", "RGT")})
+    assert state("P1") == ("more.xml", 1, "update", "sent", None, None, None)
+    assert state("P2") == state("P1")
+    assert state("P3") == (None, None, None, "failed", None, None, "no")
+
+
 def test_loads_register_states_and_kept_placements(open_store: StoreFactory) -> None:
     """Spec 6.5 state: loads and their records, the register's ESR state (a failed create
     occupies no position), kept placements and re-send numbers, on every backend."""

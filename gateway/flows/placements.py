@@ -318,10 +318,12 @@ def remember(
     """Commit a placement decision: the register, the loads, holds, and what R7 keeps
     (``kept``: :func:`kept_placements`). The loads ``continued`` ((vpd, name)) add records to
     one remembered by an earlier window of the file."""
-    store.save_applicants(decision.register, ctx.now)
-    store.record_loads([load for load in loads if (load.vpd, load.name) not in continued],
-                       ctx.at)
-    store.add_load_records([load for load in loads if (load.vpd, load.name) in continued])
+    new = [load for load in loads if (load.vpd, load.name) not in continued]
+    more = [load for load in loads if (load.vpd, load.name) in continued]
+    store.save_applicants(decision.register, ctx.now, [*new, *more])
+    registered = {(row.placement_id, row.vpd) for row in decision.register}
+    store.record_loads(new, ctx.at, registered)
+    store.add_load_records(more, registered)
     store.release(decision.release)
     window = timedelta(days=ctx.settings.rules.window_days)
     store.hold_many([(p, (p.start - window).isoformat()) for p in decision.hold], source, sha,

@@ -578,16 +578,33 @@ class SqlStore:
 
     # --- applicant register --------------------------------------------------------------------
 
-    def save_applicants(self, rows: Sequence[SentApplicant], at: str) -> None:
-        """Upsert applicant register rows (one statement per row, batched)."""
+    def save_applicants(self, rows: Sequence[SentApplicant], at: str,
+                        loads: Sequence[LoadFile] = ()) -> None:
+        """Upsert applicant register rows (one statement per row, batched). A row whose
+        placement goes to its VPD in one of ``loads`` records that load and record, the action
+        and state ``sent`` in the same statement, as :meth:`record_loads` would after it (pass
+        it the rows as ``registered``): one write of the row, not two."""
+        went = {(r.placement_id, load.vpd): (load.name, r.record, r.action)
+                for load in loads for r in load.records}
+        none = (None, None, None)
         self._executemany(
             "INSERT INTO applicants (placement_id, vpd, tis_person_id, position_number,"
-            " date_of_birth, withdrawn, data, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " date_of_birth, withdrawn, data, updated_at, load_file, load_record, last_action)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (placement_id, vpd) DO UPDATE SET"
             " tis_person_id = excluded.tis_person_id,"
             " position_number = excluded.position_number,"
             " date_of_birth = excluded.date_of_birth, withdrawn = excluded.withdrawn,"
-            " data = excluded.data, updated_at = excluded.updated_at",
+            " data = excluded.data, updated_at = excluded.updated_at,"
+            " load_file = COALESCE(excluded.load_file, applicants.load_file),"
+            " load_record = CASE WHEN excluded.load_file IS NULL THEN applicants.load_record"
+            " ELSE excluded.load_record END,"
+            " last_action = CASE WHEN excluded.load_file IS NULL THEN applicants.last_action"
+            " ELSE excluded.last_action END,"
+            " esr_state = CASE WHEN excluded.load_file IS NULL THEN applicants.esr_state"
+            " ELSE 'sent' END,"
+            " esr_message = CASE WHEN excluded.load_file IS NULL THEN applicants.esr_message"
+            " ELSE NULL END",
             (
                 (
                     r.placement_id,
@@ -598,6 +615,7 @@ class SqlStore:
                     1 if r.withdrawn else 0,
                     codec.dumps(r),
                     at,
+                    *went.get((r.placement_id, r.vpd), none),
                 )
                 for r in rows
             ),
@@ -842,9 +860,11 @@ class SqlStore:
 
     # --- load confirmations and re-sending (spec 6.5) -----------------------------------------
 
-    def record_loads(self, loads: Sequence[LoadFile], at: str) -> None:
+    def record_loads(self, loads: Sequence[LoadFile], at: str,
+                     registered: Collection[tuple[str, str]] = ()) -> None:
         """Remember applicant load files written (R1, R6), and in the register where each
-        placement last went: that load and record, the action, state ``sent``. A few
+        placement last went: that load and record, the action, state ``sent`` (but for the
+        (placement id, VPD) pairs ``registered``: :meth:`save_applicants` recorded it). A few
         statements, however many files."""
         if not loads:
             return
@@ -859,9 +879,10 @@ class SqlStore:
             "DELETE FROM load_records WHERE vpd = ? AND load_file = ?",
             [(load.vpd, load.name) for load in loads],
         )
-        self._load_records(loads)
+        self._load_records(loads, registered)
 
-    def add_load_records(self, loads: Sequence[LoadFile]) -> None:
+    def add_load_records(self, loads: Sequence[LoadFile],
+                         registered: Collection[tuple[str, str]] = ()) -> None:
         """Add records to load files already remembered (a file decided a window at a time),
         and in the register where each placement last went, as :meth:`record_loads`."""
         if not loads:
@@ -870,21 +891,25 @@ class SqlStore:
             "UPDATE load_files SET records = records + ? WHERE vpd = ? AND name = ?",
             [(len(load.records), load.vpd, load.name) for load in loads],
         )
-        self._load_records(loads)
+        self._load_records(loads, registered)
 
-    def _load_records(self, loads: Sequence[LoadFile]) -> None:
+    def _load_records(self, loads: Sequence[LoadFile],
+                      registered: Collection[tuple[str, str]]) -> None:
         self._executemany(
             "INSERT INTO load_records (vpd, load_file, placement_id, action, record, dpn,"
             " position_number) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(load.vpd, load.name, r.placement_id, r.action, r.record, r.dpn,
               r.position_number) for load in loads for r in load.records],
         )
-        self._executemany(
-            "UPDATE applicants SET load_file = ?, load_record = ?, last_action = ?,"
-            " esr_state = 'sent', esr_message = NULL WHERE placement_id = ? AND vpd = ?",
-            [(load.name, r.record, r.action, r.placement_id, load.vpd)
-             for load in loads for r in load.records],
-        )
+        rest = [(load.name, r.record, r.action, r.placement_id, load.vpd)
+                for load in loads for r in load.records
+                if (r.placement_id, load.vpd) not in registered]
+        if rest:
+            self._executemany(
+                "UPDATE applicants SET load_file = ?, load_record = ?, last_action = ?,"
+                " esr_state = 'sent', esr_message = NULL WHERE placement_id = ? AND vpd = ?",
+                rest,
+            )
 
     def load_file(self, vpd: str, name: str) -> LoadFile | None:
         """An applicant load file written for the VPD, with its records, if any."""

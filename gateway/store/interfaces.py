@@ -266,8 +266,10 @@ class Persons(Protocol):
 class Applicants(Protocol):
     """The applicant register: what was sent to ESR for each placement and VPD."""
 
-    def save_applicants(self, rows: Sequence[SentApplicant], at: str) -> None:
-        """Upsert applicant register rows."""
+    def save_applicants(self, rows: Sequence[SentApplicant], at: str,
+                        loads: Sequence[LoadFile] = ()) -> None:
+        """Upsert applicant register rows; those whose placement goes in ``loads`` (to their
+        VPD) record that load as :meth:`record_loads` does."""
         ...
 
     def sent(self, placement_id: str) -> list[SentApplicant]:
@@ -398,13 +400,17 @@ class Jobs(Protocol):
 class Loads(Protocol):
     """Applicant load files written and what ESR confirmed of them (spec 6.5, R1–R6)."""
 
-    def record_loads(self, loads: Sequence[LoadFile], at: str) -> None:
+    def record_loads(self, loads: Sequence[LoadFile], at: str,
+                     registered: Collection[tuple[str, str]] = ()) -> None:
         """Remember applicant load files written (R1, R6), and in the register where each
-        placement last went: that load and record, the action, state ``sent``."""
+        placement last went: that load and record, the action, state ``sent`` (but for the
+        (placement id, VPD) pairs ``registered``, whose :meth:`save_applicants` did)."""
         ...
 
-    def add_load_records(self, loads: Sequence[LoadFile]) -> None:
-        """Add records to load files already remembered (a file decided a window at a time)."""
+    def add_load_records(self, loads: Sequence[LoadFile],
+                         registered: Collection[tuple[str, str]] = ()) -> None:
+        """Add records to load files already remembered (a file decided a window at a time);
+        ``registered`` as :meth:`record_loads`."""
         ...
 
     def load_file(self, vpd: str, name: str) -> LoadFile | None:
