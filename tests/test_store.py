@@ -78,3 +78,19 @@ def test_the_per_file_reads_search_an_index_and_scan_no_table(tmp_path: Path) ->
             scans = [step for step in plan if step.startswith("SCAN")
                      and "json_each" not in step and "VIRTUAL TABLE" not in step]
             assert not scans, (sql, plan)
+
+
+def test_failed_applicants_are_listed_from_an_index_of_those_alone(tmp_path: Path) -> None:
+    """R4's failed rows are found through the partial index of failed rows (no row sent or
+    loaded is in it, so sending costs no index write for the state), in the order listed."""
+    with SqliteStore(tmp_path / "g.db") as store:
+        asked: list[str] = []
+        store._conn().set_trace_callback(asked.append)
+        store.failed_applicants()
+        store._conn().set_trace_callback(None)
+        (sql,) = asked
+        plan = [row[3] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert plan == ["SCAN applicants USING INDEX applicants_failed"], plan
+        (definition,) = store._conn().execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'applicants_failed'").fetchone()
+        assert "WHERE esr_state = 'failed'" in definition
