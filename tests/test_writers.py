@@ -18,6 +18,7 @@ from gateway.models import (
     NoticeType,
     Outcome,
     Placement,
+    Position,
     Result,
     Totals,
     Trainee,
@@ -92,3 +93,62 @@ def test_large_documents_are_written_in_chunks_and_stay_well_formed() -> None:
     root = etree.fromstring(fh.getvalue())
     names = [a.findtext(f"{NS}Forenames") for a in root]
     assert names == [f"N{i}" for i in range(10_000)]
+
+
+def test_a_position_extract_round_trips_every_field_and_leaves_out_the_absent(
+    tmp_path: Path,
+) -> None:
+    def post(number: str, **fields: object) -> writers.ExtractPost:
+        base: dict[str, object] = dict(
+            esr_position_id=7, position_number=number, position_name=AWKWARD,
+            effective_from=date(2020, 1, 1), effective_to=None, budgeted_fte=None,
+            subjective_code=None, job_staff_group=None, job_role=None, occupation_code=None,
+            payscales=(), grade_step=None, esr_organisation_id=None, hiring_status="Active",
+            position_type="Shared", dpn="EOE/RGT/1/F1/001", managing_deanery_body=None,
+            host_lead_flag=None, workplace_org_code=None, esr_last_update=date(2026, 1, 1))
+        base.update(fields)
+        return writers.ExtractPost(Position(**base), duplicate=number == "2")  # type: ignore[arg-type]
+
+    out = tmp_path / "posts.xml"
+    with out.open("wb") as fh:
+        writers.write_position_extract(fh, "EOE", "RGT", "2026-11-02", "2026-11-02T10:00:00Z", [
+            post("1", host_lead_flag="Host", managing_deanery_body="LDN",
+                 workplace_org_code="RGT01", occupation_code="M&D <1>", payscales=("MF01", "MF02"),
+                 effective_to=date(2027, 3, 31)),
+            post("2"),
+        ])
+    ns = "{urn:dit-gateway:tis:position-extract:1}"
+    first, second = assert_valid(out).findall(f"{ns}Post")
+    assert [(e.tag.removeprefix(ns), e.text) for e in first] == [
+        ("DeaneryPostNumber", "EOE/RGT/1/F1/001"), ("PositionNumber", "1"),
+        ("PositionName", AWKWARD), ("EsrPositionId", "7"), ("HostLeadFlag", "Host"),
+        ("ManagingDeaneryBody", "LDN"), ("WorkplaceOrgCode", "RGT01"),
+        ("OccupationCode", "M&D <1>"), ("Payscale", "MF01"), ("Payscale", "MF02"),
+        ("PositionType", "Shared"),
+        ("EffectiveFromDate", "2020-01-01"), ("EffectiveToDate", "2027-03-31"),
+        ("Duplicate", "false"),
+    ]
+    assert [e.tag.removeprefix(ns) for e in second] == [
+        "DeaneryPostNumber", "PositionNumber", "PositionName", "EsrPositionId", "PositionType",
+        "EffectiveFromDate", "Duplicate"]
+    assert second.findtext(f"{ns}Duplicate") == "true"
+
+
+def test_a_notification_carries_its_set_attributes_in_order_and_no_empty_one(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "n.xml"
+    full = Notice(NoticeType.CHANGE_OF_START_DATE, "RGT", "moved & <why>", placement_id="P\"1",
+                  dpn="D/1", position_number="1001", trainee="Lee, Ann", old_value="2026-12-01",
+                  new_value="2026-12-08", reason="UNKNOWN_DPN")
+    with out.open("wb") as fh:
+        bare = Notice(NoticeType.NEW_DPN, "RGT", "", dpn="D/2", reason="")
+        writers.write_notifications(fh, "RGT", [full, bare], "2026-11-02T10:00:00Z")
+    first, second = assert_valid(out)
+    assert list(first.attrib.items()) == [
+        ("type", "CHANGE_OF_START_DATE"), ("placementId", 'P"1'), ("deaneryPostNumber", "D/1"),
+        ("positionNumber", "1001"), ("trainee", "Lee, Ann"), ("oldValue", "2026-12-01"),
+        ("newValue", "2026-12-08"), ("reason", "UNKNOWN_DPN")]
+    assert first.text == "moved & <why>"
+    assert dict(second.attrib) == {"type": "NEW_DPN", "deaneryPostNumber": "D/2"}
+    assert second.text is None

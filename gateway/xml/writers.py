@@ -325,13 +325,27 @@ def _notifications_attrs(vpd: str, generated_at: str, source_file: str | None,
     }
 
 
+def _opt_attr(name: str, value: str | None) -> str:
+    """`` name="value"``, or nothing for an empty value."""
+    return f' {name}="{_attr(value)}"' if value else ""
+
+
 def _notifications(doc: _Doc, notices: Iterable[Notice]) -> None:
+    # The attributes of _notice_row in its order, empty ones left out; spelled out, as a
+    # first load of a national register notifies every one of 100,000 new DPNs.
     put = doc._put
     for n in notices:
-        row = _notice_row(n)
-        text = row.pop("text")
-        attrs = {k: v for k, v in row.items() if v}
-        put(f"<{_start('Notification', attrs)}>{_text(text or '')}</Notification>\n")
+        put(
+            f'<Notification type="{_attr(n.type.value)}"'
+            f"{_opt_attr('placementId', n.placement_id)}"
+            f"{_opt_attr('deaneryPostNumber', n.dpn)}"
+            f"{_opt_attr('positionNumber', n.position_number)}"
+            f"{_opt_attr('trainee', n.trainee)}"
+            f"{_opt_attr('oldValue', n.old_value)}"
+            f"{_opt_attr('newValue', n.new_value)}"
+            f"{_opt_attr('reason', n.reason)}"
+            f">{_text(n.text or '')}</Notification>\n"
+        )
 
 
 def write_notifications(
@@ -410,32 +424,30 @@ def write_position_extract(
         "generatedAt": generated_at,
     }
     with document(fh, "position-extract", "PositionExtract", attrs) as doc:
+        put = doc._put
         for post in posts:
             p = post.position
-            doc.open("Post")
-            doc.leaves(
-                [
-                    ("DeaneryPostNumber", p.dpn),
-                    ("PositionNumber", p.position_number),
-                    ("PositionName", p.position_name),
-                    ("EsrPositionId", p.esr_position_id),
-                    ("HostLeadFlag", p.host_lead_flag),
-                    ("ManagingDeaneryBody", p.managing_deanery_body),
-                    ("WorkplaceOrgCode", p.workplace_org_code),
-                    ("OccupationCode", p.occupation_code),
-                ]
+            scales = "".join(f"<Payscale>{_text(scale)}</Payscale>" for scale in p.payscales)
+            ends = None if p.effective_to is None else p.effective_to.isoformat()
+            put(
+                f"<Post>{_opt_leaf('DeaneryPostNumber', p.dpn)}"
+                f"<PositionNumber>{_text(p.position_number)}</PositionNumber>"
+                f"<PositionName>{_text(p.position_name)}</PositionName>"
+                f"<EsrPositionId>{p.esr_position_id}</EsrPositionId>"
+                f"{_opt_leaf('HostLeadFlag', p.host_lead_flag)}"
+                f"{_opt_leaf('ManagingDeaneryBody', p.managing_deanery_body)}"
+                f"{_opt_leaf('WorkplaceOrgCode', p.workplace_org_code)}"
+                f"{_opt_leaf('OccupationCode', p.occupation_code)}{scales}"
+                f"<PositionType>{_text(p.position_type)}</PositionType>"
+                f"<EffectiveFromDate>{p.effective_from.isoformat()}</EffectiveFromDate>"
+                f"{_opt_leaf('EffectiveToDate', ends)}"
+                f"<Duplicate>{'true' if post.duplicate else 'false'}</Duplicate></Post>\n"
             )
-            for scale in p.payscales:
-                doc.leaf("Payscale", scale)
-            doc.leaves(
-                [
-                    ("PositionType", p.position_type),
-                    ("EffectiveFromDate", p.effective_from.isoformat()),
-                    ("EffectiveToDate", p.effective_to.isoformat() if p.effective_to else None),
-                    ("Duplicate", "true" if post.duplicate else "false"),
-                ]
-            )
-            doc.close("Post")
+
+
+def _opt_leaf(name: str, value: str | None) -> str:
+    """``<name>value</name>``, or nothing for None (as :meth:`_Doc.leaves`)."""
+    return "" if value is None else f"<{name}>{_text(value)}</{name}>"
 
 
 def write_person_update(
