@@ -152,3 +152,17 @@ def test_a_notification_carries_its_set_attributes_in_order_and_no_empty_one(
     assert first.text == "moved & <why>"
     assert dict(second.attrib) == {"type": "NEW_DPN", "deaneryPostNumber": "D/2"}
     assert second.text is None
+
+
+def test_an_outcome_without_reason_or_vpd_carries_neither(tmp_path: Path) -> None:
+    ack = tmp_path / "ack.xml"
+    header = writers.AckHeader("f.xml", "a" * 64, "2026-11-02T10:00:00Z", "esr", "processed",
+                               "2026-11-02T10:00:01Z")
+    outcomes = [Outcome("E1", Result.LOADED, "Sent."),
+                Outcome("E2", Result.REJECTED, "No.", "UNKNOWN_DPN", "RGT")]
+    with ack.open("wb") as fh:
+        writers.write_ack(fh, header, [], outcomes, Totals.of(outcomes))
+    first, second = assert_valid(ack).findall("{urn:dit-gateway:ack:1}Outcome")
+    assert dict(first.attrib) == {"recordId": "E1", "result": "loaded"}
+    assert list(second.attrib.items()) == [
+        ("recordId", "E2"), ("result", "rejected"), ("reason", "UNKNOWN_DPN"), ("vpd", "RGT")]
