@@ -1,8 +1,9 @@
 """National data for the benchmarks: seeded, reproducible, sizes adjustable, valid against the XSDs.
 
-At ``--scale 1`` (England): 191 VPDs and 100,000 posts with DPNs in 191 ESR position extracts
-(some DPNs carried twice in one VPD — P2's duplicates —, host/lead pairs across two VPDs, shared
-posts), 60,000 persons in 191 ESR person extracts and a second set with 1% changed (the delta),
+At ``--scale 1`` (England): 191 VPDs, each in one of 13 regions, and 100,000 posts with DPNs of
+their VPD's region in 191 ESR position extracts (some DPNs carried twice in one VPD — P2's
+duplicates —, host/lead pairs across two VPDs, shared posts, one post in 20 managed by the next
+region), 60,000 persons in 191 ESR person extracts and a second set with 1% changed (the delta),
 one TIS file of 60,000 placements (70% starting within the 13-week window, 20% later — held —,
 10% too soon), its re-send with 1% changed, and a Trac check file of 60,000 applicants. Every
 file is written as it is generated (never a whole tree in memory).
