@@ -66,6 +66,7 @@ from gateway.transport import files, modes
 from gateway.xml import writers
 from gateway.xml.schemas import schema
 from gateway.xml.secure import (
+    Root,
     check_well_formed,
     iter_records,
     only_routing_codes,
@@ -271,7 +272,8 @@ class Pipeline:
         errors: list[FileError] = []
         duplicate_of = None
         kind: tuple[str, str | None] | None = None  # (flow, the document's VPD) once parsed
-        streamed = None if earlier is not None else self._stream(receipt, ctx)
+        root = None if earlier is not None else self._root(path)
+        streamed = None if root is None else self._stream(receipt, ctx, root)
         if streamed is not None:
             status, (totals, count) = "processed", streamed
         else:
@@ -281,7 +283,7 @@ class Pipeline:
                                     f"same content as the earlier file {earlier}")]
             else:
                 try:
-                    parsed = self.parse(path, receipt.channel)
+                    parsed = self.parse(path, receipt.channel, root)
                     kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
                     plan = self.flows[parsed.kind.name](parsed.document, ctx)
                     del parsed  # the file's records: the plan keeps what it needs of them
@@ -334,7 +336,15 @@ class Pipeline:
                     totals=totals, body=body),
         )
 
-    def _stream(self, receipt: Receipt, ctx: Context) -> tuple[Totals, int] | None:
+    def _root(self, path: Path) -> Root | None:
+        """The file's root element, read once for :meth:`_stream` and :meth:`parse`; None if it
+        cannot be read (then :meth:`parse` reads it again to say why)."""
+        try:
+            return read_root(path, self.settings.intake.max_bytes)
+        except RejectedFile:
+            return None
+
+    def _stream(self, receipt: Receipt, ctx: Context, root: Root) -> tuple[Totals, int] | None:
         """Decide a file of a streamed kind as it is read, and commit it (issue 13): the
         store transaction is opened first, each window's state changes go into it and its
         outputs into their temporary files, then the acknowledgement, the file's fate and the
@@ -344,10 +354,6 @@ class Pipeline:
 
         Returns the totals and the number of outputs."""
         path = Path(receipt.processing_path)
-        try:
-            root = read_root(path, self.settings.intake.max_bytes)
-        except RejectedFile:
-            return None
         kind = BY_ROOT.get((root.namespace, root.name))
         if (kind is None or kind.channel != receipt.channel or kind.name not in self.flows
                 or kind.name not in self.streams):
@@ -404,9 +410,10 @@ class Pipeline:
                 due = time.monotonic() + every
             yield record
 
-    def parse(self, path: Path, channel: str | None) -> Parsed:
-        """Hardened parse and XSD validation of a whole file; raises RejectedFile."""
-        return parse(path, channel, self.settings.intake.max_bytes)
+    def parse(self, path: Path, channel: str | None, root: Root | None = None) -> Parsed:
+        """Hardened parse and XSD validation of a whole file; raises RejectedFile. ``root``:
+        its root element, already read."""
+        return parse(path, channel, self.settings.intake.max_bytes, root)
 
     def _commit(
         self,
@@ -744,12 +751,14 @@ def _read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]
         yield kind.read_record(element)
 
 
-def parse(path: Path, channel: str | None, limit: int) -> Parsed:
+def parse(path: Path, channel: str | None, limit: int, root: Root | None = None) -> Parsed:
     """Hardened parse and XSD validation of a whole file; raises RejectedFile.
 
-    ``channel`` is the inbox the file came from (None: any); ``limit`` bounds the bytes read.
+    ``channel`` is the inbox the file came from (None: any); ``limit`` bounds the bytes read;
+    ``root``: the file's root element if it was read already (:func:`read_root`).
     """
-    root = read_root(path, limit)
+    if root is None:
+        root = read_root(path, limit)
     kind = BY_ROOT.get((root.namespace, root.name))
     if kind is None:
         check_well_formed(path, limit)

@@ -276,3 +276,31 @@ def test_a_committed_output_whose_temporary_file_vanished_is_reported_not_skippe
     ]
     assert len(gateway.store.pending_outputs()) == 1
     assert not final.exists()
+
+
+@pytest.mark.parametrize("kind", ["positions", "placements"])
+def test_a_files_root_element_is_read_once(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Whether the file is streamed (placements) or parsed whole (positions), its root is read
+    once and handed on; a file whose root cannot be read is still refused with the reason."""
+    import gateway.pipeline as pipeline_module  # noqa: PLC0415
+
+    reads: list[Path] = []
+    real = pipeline_module.read_root
+
+    def counted(path: Path, limit: int) -> object:
+        reads.append(path)
+        return real(path, limit)
+
+    monkeypatch.setattr(pipeline_module, "read_root", counted)
+    if kind == "positions":
+        channel, text = "esr", b.positions("RGT", [b.position(1)])
+    else:
+        channel, text = "tis", b.placements([b.placement("P1")])
+    assert gateway.process(channel, f"{kind}.xml", text, AS_OF) == "processed"
+    assert len(reads) == 1
+    reads.clear()
+    assert gateway.process(channel, "broken.xml", "<?xml version='1.0'?><", AS_OF) == "rejected"
+    assert len(reads) == 2  # once to try, once more by parse to say why
+    assert ack_of(gateway, "broken").find(f"{ACK}Error").get("code") == "NOT_WELL_FORMED"
