@@ -140,6 +140,20 @@ class Position:
 
 @quick_init
 @dataclass(frozen=True, slots=True)
+class Post:
+    """What the person rules need of a registered position (U1: on the interface; U3: its
+    deanery): read from the register without the rest of the position, for every person
+    extract of the VPD."""
+
+    position_number: str
+    hiring_status: str
+    dpn: str | None = None
+    effective_to: date | None = None
+    managing_deanery_body: str | None = None
+
+
+@quick_init
+@dataclass(frozen=True, slots=True)
 class PositionExtract:
     """An inbound ESR position extract: header and its positions."""
 

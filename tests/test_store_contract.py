@@ -464,7 +464,7 @@ def test_position_extracts_replace_or_amend_the_register(open_store: StoreFactor
     from dataclasses import replace  # noqa: PLC0415
     from datetime import date  # noqa: PLC0415
 
-    from gateway.models import Position  # noqa: PLC0415
+    from gateway.models import Position, Post  # noqa: PLC0415
 
     def post(pid: int, dpn: str | None = None) -> Position:
         return Position(pid, str(1000 + pid), "FY1", date(2020, 1, 1), "Active", "Single",
@@ -486,6 +486,17 @@ def test_position_extracts_replace_or_amend_the_register(open_store: StoreFactor
     assert store.positions_with_dpn(post(3).dpn or "") == []
     assert store.positions_with_dpn("EOE/RGT00/999/FY1/001") == [("RGT", moved)]
     assert store.positions("R1K") == {1: post(1)}
+    ended = replace(post(6), dpn=None, hiring_status="Frozen", effective_to=date(2026, 5, 1),
+                    managing_deanery_body="LDN")
+    with store.transaction():
+        store.save_positions("R1K", [ended], replace=False)
+    for vpd in ("RGT", "R1K"):  # the person rules' view of the register: each Post its position's
+        assert sorted(store.posts(vpd), key=lambda p: p.position_number) == [
+            Post(p.position_number, p.hiring_status, p.dpn, p.effective_to,
+                 p.managing_deanery_body)
+            for p in sorted(store.positions(vpd).values(), key=lambda p: p.position_number)
+        ]
+    assert Post("1006", "Frozen", None, date(2026, 5, 1), "LDN") in store.posts("R1K")
 
 
 def test_loads_awaiting_are_counted_in_the_store(open_store: StoreFactory) -> None:

@@ -18,7 +18,7 @@ def plan(extract: PersonExtract, ctx: Context) -> Plan:
     update = person_update(
         vpd,
         extract.persons,
-        ctx.store.positions(vpd).values(),
+        ctx.store.posts(vpd),
         ctx.store.fingerprints(vpd),
         ctx.as_of,
     )
@@ -33,7 +33,7 @@ def full_plan(ctx: Context, vpd: str) -> tuple[Plan, int]:
     update = person_update(
         vpd,
         ctx.store.persons(vpd),
-        ctx.store.positions(vpd).values(),
+        ctx.store.posts(vpd),
         ctx.store.fingerprints(vpd),
         ctx.as_of,
         full=True,

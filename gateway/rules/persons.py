@@ -14,15 +14,15 @@ from datetime import date
 from operator import attrgetter
 
 from gateway.codes import INVALID_ROUTING_CODE
-from gateway.models import Assignment, Outcome, Person, Position, Result, quick_init
+from gateway.models import Assignment, Outcome, Person, Position, Post, Result, quick_init
 from gateway.rules.positions import deanery_of, on_interface, routing_refusal
 
 SCOPE_STATUSES = frozenset({"Active", "Maternity & Adoption"})
 
 
 def scope(
-    person: Person, positions: Mapping[str, Position], as_of: date
-) -> tuple[Assignment, Position] | None:
+    person: Person, positions: Mapping[str, Position | Post], as_of: date
+) -> tuple[Assignment, Position | Post] | None:
     """U1: the assignment that puts the person in scope (latest start wins), or None."""
     qualifying = [
         (a, positions[a.position_number])
@@ -37,7 +37,9 @@ def scope(
     return max(qualifying, key=lambda pair: (pair[0].start_date, pair[0].assignment_number))
 
 
-def why_out_of_scope(person: Person, positions: Mapping[str, Position], as_of: date) -> str:
+def why_out_of_scope(
+    person: Person, positions: Mapping[str, Position | Post], as_of: date
+) -> str:
     """A sentence saying why no assignment qualifies (for the acknowledgement)."""
     if all(a.honorary for a in person.assignments):
         return "honorary (host) records never flow: the lead employer's record is the master"
@@ -98,7 +100,7 @@ class PersonUpdate:
 def person_update(
     vpd: str,
     persons: Iterable[Person],
-    positions: Iterable[Position],
+    positions: Iterable[Position | Post],
     previous: Mapping[str, tuple[str, bool]],
     as_of: date,
     *,

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from gateway.codes import INVALID_ROUTING_CODE, deanery_refusal, is_code
-from gateway.models import Notice, NoticeType, Outcome, Position, PositionExtract, Result
+from gateway.models import Notice, NoticeType, Outcome, Position, PositionExtract, Post, Result
 
 ON_INTERFACE_STATUSES = frozenset({"Active", "Proposed"})
 
 
-def on_interface(position: Position, as_of: date) -> bool:
+def on_interface(position: Position | Post, as_of: date) -> bool:
     """P1: a DPN, hiring status Active or Proposed, and not end-dated before ``as_of``."""
     return (
         bool(position.dpn)
@@ -22,14 +22,14 @@ def on_interface(position: Position, as_of: date) -> bool:
     )
 
 
-def deanery_of(position: Position) -> str:
+def deanery_of(position: Position | Post) -> str:
     """P3: the managing deanery body when set, else the DPN's first segment."""
     if position.managing_deanery_body:
         return position.managing_deanery_body
     return (position.dpn or "").split("/", 1)[0]
 
 
-def routing_refusal(position: Position) -> str | None:
+def routing_refusal(position: Position | Post) -> str | None:
     """Why a position's deanery codes (P3) cannot route a file, or None when they can."""
     wrong = deanery_refusal(position.managing_deanery_body, position.dpn)
     if wrong is None:

@@ -26,6 +26,7 @@ from gateway.models import (
     Person,
     Placement,
     Position,
+    Post,
     SentApplicant,
     quick_init,
     shared,
@@ -442,6 +443,12 @@ class SqlStore:
         rows = self._execute("SELECT data FROM positions WHERE vpd = ?", (vpd,))
         found = (codec.loads(Position, r[0]) for r in rows)
         return {p.esr_position_id: p for p in found}
+
+    def posts(self, vpd: str) -> list[Post]:
+        """What the person rules need of each position of a VPD's register (:class:`Post`):
+        the fields decoded, the rest of each row's JSON skipped unbuilt."""
+        rows = self._execute("SELECT data FROM positions WHERE vpd = ?", (vpd,))
+        return [codec.loads(Post, r[0]) for r in rows]
 
     def positions_with_dpn(self, dpn: str) -> list[tuple[str, Position]]:
         """(vpd, position) of every registered position carrying ``dpn``, in any VPD."""

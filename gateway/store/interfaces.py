@@ -23,6 +23,7 @@ from gateway.models import (
     Person,
     Placement,
     Position,
+    Post,
     SentApplicant,
 )
 from gateway.store.base import Held, PendingOutput, Receipt
@@ -184,6 +185,10 @@ class Positions(Protocol):
 
     def positions(self, vpd: str) -> dict[int, Position]:
         """The position register of a VPD, by ESR position id."""
+        ...
+
+    def posts(self, vpd: str) -> list[Post]:
+        """What the person rules need of each position of the VPD's register."""
         ...
 
     def positions_with_dpn(self, dpn: str) -> list[tuple[str, Position]]:
