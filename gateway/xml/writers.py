@@ -302,20 +302,6 @@ NOTICE_FIELDS = (
 )
 
 
-def _notice_row(n: Notice) -> dict[str, str | None]:
-    return {
-        "type": n.type.value,
-        "placementId": n.placement_id,
-        "deaneryPostNumber": n.dpn,
-        "positionNumber": n.position_number,
-        "trainee": n.trainee,
-        "oldValue": n.old_value,
-        "newValue": n.new_value,
-        "reason": n.reason,
-        "text": n.text,
-    }
-
-
 def _notifications_attrs(vpd: str, generated_at: str, source_file: str | None,
                          source_sha256: str | None) -> dict[str, str | None]:
     return {
@@ -332,7 +318,7 @@ def _opt_attr(name: str, value: str | None) -> str:
 
 
 def _notifications(doc: _Doc, notices: Iterable[Notice]) -> None:
-    # The attributes of _notice_row in its order, empty ones left out; spelled out, as a
+    # The attributes in NOTICE_FIELDS' order, empty ones left out; spelled out, as a
     # first load of a national register notifies every one of 100,000 new DPNs.
     put = doc._put
     for n in notices:
