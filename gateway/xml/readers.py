@@ -43,26 +43,37 @@ Texts = dict[str, str | None]
 _NONE: frozenset[str] = frozenset()
 
 
-def _texts(element: Any, containers: frozenset[str] = _NONE) -> tuple[Texts, dict[str, Any]]:
+def _texts(element: Any, parts: frozenset[str] = _NONE) -> tuple[Texts, dict[str, list[Any]]]:
     """The children of ``element`` in one pass: the stripped text of each simple child by its
-    local name, and the element of each child named in ``containers``; the first of each name
-    (spec documents repeat no simple child). Comments and processing instructions are skipped.
+    local name (the first of each name: spec documents repeat no simple child), and the
+    elements of each child named in ``parts``, in order. Comments and processing instructions
+    are skipped.
 
     A national file has a million of these children: one pass, each child's name and text read
     once (lxml makes a new string for each read), a third faster than a dict of elements read
     field by field."""
     texts: Texts = {}
-    elements: dict[str, Any] = {}
+    elements: dict[str, list[Any]] = {}
     for child in element:
         tag = child.tag
         if tag.__class__ is str:
             name = _local_name(tag)
-            if name in containers:
-                elements.setdefault(name, child)
+            if name in parts:
+                found = elements.get(name)
+                if found is None:
+                    elements[name] = [child]
+                else:
+                    found.append(child)
             elif name not in texts:
                 text = child.text
                 texts[name] = None if text is None else text.strip()
     return texts, elements
+
+
+def _first(elements: dict[str, list[Any]], name: str) -> Any:
+    """The first of the ``name`` parts :func:`_texts` found, or None."""
+    found = elements.get(name)
+    return found[0] if found else None
 
 
 def _req(texts: Texts, name: str) -> str:
@@ -117,19 +128,13 @@ def _address(element: Any) -> Address | None:
     )
 
 
+_PAYSCALES = frozenset({"Payscale"})
+
+
 def position(element: Any) -> Position:
     """A ``Position`` element of an ESR position extract."""
-    t: Texts = {}
-    payscales = []
-    for child in element:
-        tag = child.tag
-        if tag.__class__ is str:
-            name = _local_name(tag)
-            text = child.text
-            if name == "Payscale":
-                payscales.append(str(text).strip())
-            elif name not in t:
-                t[name] = None if text is None else text.strip()
+    t, parts = _texts(element, _PAYSCALES)
+    payscales = [str(p.text).strip() for p in parts.get("Payscale", ())]
     return Position(
         esr_position_id=int(element.get("esrPositionId")),
         position_number=_req(t, "PositionNumber"),
@@ -154,41 +159,30 @@ def position(element: Any) -> Position:
     )
 
 
+_PERSON_PARTS = frozenset({"Assignment", "Absence", "Address"})
+
+
 def person(element: Any) -> Person:
     """A ``Person`` element of an ESR person extract."""
-    t: Texts = {}
-    address = None
+    t, parts = _texts(element, _PERSON_PARTS)
     assignments = []
+    for child in parts.get("Assignment", ()):
+        a, _ = _texts(child)
+        assignments.append(
+            Assignment(
+                assignment_number=child.get("assignmentNumber"),
+                position_number=child.get("positionNumber"),
+                status=_req(a, "Status"),
+                honorary=_req(a, "Honorary") in ("true", "1"),
+                start_date=_req_date(a, "StartDate"),
+                projected_end_date=_date(a, "ProjectedEndDate"),
+                end_date=_date(a, "EndDate"),
+            )
+        )
     absences = []
-    for child in element:
-        tag = child.tag
-        if tag.__class__ is not str:
-            continue
-        name = _local_name(tag)
-        if name == "Assignment":
-            a, _ = _texts(child)
-            assignments.append(
-                Assignment(
-                    assignment_number=child.get("assignmentNumber"),
-                    position_number=child.get("positionNumber"),
-                    status=_req(a, "Status"),
-                    honorary=_req(a, "Honorary") in ("true", "1"),
-                    start_date=_req_date(a, "StartDate"),
-                    projected_end_date=_date(a, "ProjectedEndDate"),
-                    end_date=_date(a, "EndDate"),
-                )
-            )
-        elif name == "Absence":
-            a, _ = _texts(child)
-            absences.append(
-                Absence(_req(a, "Type"), _req_date(a, "StartDate"), _date(a, "EndDate"))
-            )
-        elif name == "Address":
-            if address is None:
-                address = child
-        elif name not in t:
-            text = child.text
-            t[name] = None if text is None else text.strip()
+    for child in parts.get("Absence", ()):
+        a, _ = _texts(child)
+        absences.append(Absence(_req(a, "Type"), _req_date(a, "StartDate"), _date(a, "EndDate")))
     return Person(
         esr_person_id=element.get("esrPersonId"),
         title=t.get("Title"),
@@ -203,7 +197,7 @@ def person(element: Any) -> Person:
         email=t.get("Email"),
         home_phone=t.get("HomePhone"),
         mobile_phone=t.get("MobilePhone"),
-        address=_address(address),
+        address=_address(_first(parts, "Address")),
         gmc_number=t.get("GmcNumber"),
         assignments=tuple(assignments),
         absences=tuple(absences),
@@ -216,7 +210,7 @@ _TRAINEE = frozenset({"Trainee"})
 def placement(element: Any) -> Placement:
     """A ``Placement`` element of a TIS placement file."""
     p, kids = _texts(element, _TRAINEE)
-    trainee_el = kids["Trainee"]
+    trainee_el = kids["Trainee"][0]
     t, parts = _texts(trainee_el, _ADDRESS)
     trainee = Trainee(
         tis_person_id=trainee_el.get("tisPersonId"),
@@ -228,7 +222,7 @@ def placement(element: Any) -> Placement:
         gmc_number=_req(t, "GmcNumber"),
         email=t.get("Email"),
         mobile_phone=t.get("MobilePhone"),
-        address=_address(parts.get("Address")),
+        address=_address(_first(parts, "Address")),
     )
     return Placement(
         placement_id=element.get("placementId"),
@@ -274,7 +268,7 @@ _APPLICANT = frozenset({"Match", "Checks"})
 def check_applicant(element: Any) -> CheckApplicant:
     """An ``Applicant`` element of a Trac check file; ``Identity`` is noted, never kept."""
     t, kids = _texts(element, _APPLICANT)
-    m, _ = _texts(kids["Match"])
+    m, _ = _texts(kids["Match"][0])
     match = CheckMatch(
         tis_placement_id=m.get("TisPlacementId"),
         forenames=_req(m, "Forenames"),
@@ -285,7 +279,7 @@ def check_applicant(element: Any) -> CheckApplicant:
     )
     checks = []
     has_identity = False
-    checks_el = kids.get("Checks")
+    checks_el = _first(kids, "Checks")
     for child in checks_el if checks_el is not None else ():
         if not isinstance(child.tag, str):
             continue
