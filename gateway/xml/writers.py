@@ -66,6 +66,16 @@ def _attr(value: str) -> str:
     return value
 
 
+def _opt_leaf(name: str, value: str | None) -> str:
+    """``<name>value</name>``, or nothing for None (as :meth:`_Doc.leaves`)."""
+    return "" if value is None else f"<{name}>{_text(value)}</{name}>"
+
+
+def _opt_attr(name: str, value: str | None) -> str:
+    """`` name="value"``, or nothing for an empty value."""
+    return f' {name}="{_attr(value)}"' if value else ""
+
+
 def _start(name: str, attrs: Mapping[str, str | None]) -> str:
     return name + "".join(f' {k}="{_attr(v)}"' for k, v in attrs.items() if v is not None)
 
@@ -312,11 +322,6 @@ def _notifications_attrs(vpd: str, generated_at: str, source_file: str | None,
     }
 
 
-def _opt_attr(name: str, value: str | None) -> str:
-    """`` name="value"``, or nothing for an empty value."""
-    return f' {name}="{_attr(value)}"' if value else ""
-
-
 def _notifications(doc: _Doc, notices: Iterable[Notice]) -> None:
     # The attributes in NOTICE_FIELDS' order, empty ones left out; spelled out, as a
     # first load of a national register notifies every one of 100,000 new DPNs.
@@ -430,11 +435,6 @@ def write_position_extract(
                 f"{_opt_leaf('EffectiveToDate', ends)}"
                 f"<Duplicate>{'true' if post.duplicate else 'false'}</Duplicate></Post>\n"
             )
-
-
-def _opt_leaf(name: str, value: str | None) -> str:
-    """``<name>value</name>``, or nothing for None (as :meth:`_Doc.leaves`)."""
-    return "" if value is None else f"<{name}>{_text(value)}</{name}>"
 
 
 def write_person_update(
