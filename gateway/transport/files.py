@@ -73,10 +73,10 @@ def append_temp(temp: Path, write: Callable[[BinaryIO], None], *, create: bool =
     try:
         if create:
             modes.make_dirs(temp.parent)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        else:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
-        fd = os.open(temp, flags, modes.file_mode(temp))
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                         modes.file_mode(temp))
+        else:  # no mode to work out: the file exists (its mode was set when it was begun)
+            fd = os.open(temp, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
             if create:
                 modes.restrict_fd(fd, temp)
