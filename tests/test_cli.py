@@ -185,3 +185,23 @@ def test_schema_error_columns_are_right_past_the_first_64_kib(root: Path) -> Non
     assert int(lineno) == text.count("\n") - 1
     last = text.splitlines()[int(lineno) - 1]
     assert int(column) == last.index("<PositionType") + 1 > 1
+
+
+def test_every_command_runs_with_the_collector_tuned(root: Path) -> None:
+    """A command runs with what the imports made frozen out of the collector's way and young
+    objects collected every 20,000 allocations, not Python's 700 (docs/performance.md)."""
+    good = root / "pos.xml"
+    good.write_text(b.positions("RGT", [b.position(1)]))
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print(gc.get_threshold()[0], gc.get_freeze_count()))\n"
+        "from gateway.cli import main\n"
+        f"sys.argv = ['dit-gateway', 'validate', {str(good)!r}]\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=False, cwd=root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    threshold, frozen = map(int, result.stdout.split()[-2:])
+    assert threshold == 20_000
+    assert frozen > 10_000  # the modules, classes and functions of the imports
