@@ -6,8 +6,11 @@ from __future__ import annotations
 import io
 from datetime import date
 from pathlib import Path
+from xml.sax import saxutils
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from gateway.errors import FileError
@@ -166,3 +169,14 @@ def test_an_outcome_without_reason_or_vpd_carries_neither(tmp_path: Path) -> Non
     assert dict(first.attrib) == {"recordId": "E1", "result": "loaded"}
     assert list(second.attrib.items()) == [
         ("recordId", "E2"), ("result", "rejected"), ("reason", "UNKNOWN_DPN"), ("vpd", "RGT")]
+
+
+@given(st.text(alphabet=st.sampled_from('&<>"\'\t\r\n ax–]')))
+def test_escape_is_the_standard_librarys(value: str) -> None:
+    """The writers' own ``escape`` gives what ``xml.sax.saxutils.escape`` gives, for text and
+    for attributes, and a parser reads the value back unchanged."""
+    for entities in (writers._TEXT_ENTITIES, writers._ATTR_ENTITIES):
+        assert writers.escape(value, entities) == saxutils.escape(value, entities)
+    element = etree.fromstring(f'<a b="{writers._attr(value)}">{writers._text(value)}</a>')
+    assert element.get("b") == value
+    assert (element.text or "") == value

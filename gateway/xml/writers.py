@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO, Generic, TypeVar
-from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -48,6 +47,15 @@ _FLUSH_AT = 4096  # pieces buffered before they are checked, encoded and written
 _TEXT_ENTITIES = {"\r": "&#13;"}  # a parser would turn it into \n
 # In an attribute a parser would also normalise whitespace to spaces.
 _ATTR_ENTITIES = {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+
+
+def escape(value: str, entities: Mapping[str, str]) -> str:
+    """``&``, ``<`` and ``>`` escaped, then each of ``entities`` (what ``xml.sax.saxutils``'s
+    escape does; that module would bring ``urllib`` and ``email`` into every command's start)."""
+    value = value.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+    for char, entity in entities.items():
+        value = value.replace(char, entity)
+    return value
 
 
 def _text(value: str) -> str:
