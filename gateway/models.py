@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
@@ -46,7 +47,29 @@ def quick_init(cls: type[_T]) -> type[_T]:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     cls.__init__ = init  # type: ignore[method-assign]
+    cls.__reduce__ = _reduce_by_init(cls)  # type: ignore[method-assign]
     return cls
+
+
+def _reduce_by_init(cls: type[Any]) -> Any:
+    """Pickle (and copy) a record as its class called with its fields, in order: built again
+    through the quick ``__init__``. dataclasses' own state functions walk ``fields()`` per
+    object: a large file's records, sent from the reader process (:mod:`gateway.reading`),
+    took 0.5 s each way for 60,000 placements, 0.2 s this way."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if len(names) == 1:
+        name = names[0]
+
+        def reduce_one(self: Any) -> tuple[type[Any], tuple[Any, ...]]:
+            return cls, (getattr(self, name),)
+
+        return reduce_one
+    values = operator.attrgetter(*names) if names else (lambda _self: ())
+
+    def reduce(self: Any) -> tuple[type[Any], tuple[Any, ...]]:
+        return cls, values(self)
+
+    return reduce
 
 
 @functools.lru_cache(maxsize=4096)
