@@ -41,7 +41,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gateway import faults, logs, owner
+from gateway import faults, logs, owner, reading
 from gateway.config import CHANNELS, UNKNOWN_CHANNEL, Settings
 from gateway.documents import BY_ROOT, DocumentKind
 from gateway.errors import (
@@ -68,7 +68,6 @@ from gateway.xml.schemas import schema
 from gateway.xml.secure import (
     Root,
     check_well_formed,
-    iter_records,
     only_routing_codes,
     read_root,
     validation_errors,
@@ -740,15 +739,9 @@ def _streamed(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
     valid file (the careful path, :func:`parse`, says why, and takes the records whose routing
     codes are not plain)."""
     try:
-        yield from _read(path, kind, schema(kind.xsd), limit)
+        yield from reading.streamed(path, kind, limit)
     except (RejectedFile, ValueError, KeyError, TypeError) as exc:
         raise _Invalid(str(exc)) from exc
-
-
-def _read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]:
-    """The records of a file, read (and validated, with ``xsd``) as they stream."""
-    for element in iter_records(path, xsd, limit, kind.record_tag if xsd is not None else None):
-        yield kind.read_record(element)
 
 
 def parse(path: Path, channel: str | None, limit: int, root: Root | None = None) -> Parsed:
@@ -777,7 +770,7 @@ def parse(path: Path, channel: str | None, limit: int, root: Root | None = None)
     xsd = schema(kind.xsd)
     try:
         try:
-            records = list(_read(path, kind, xsd, limit))
+            records = list(reading.read(path, kind, xsd, limit))
         except RejectedFile as invalid:
             # A record whose routing code is not plain is the record's fault, not the file's:
             # the rules refuse it with INVALID_ROUTING_CODE (issue 14) and take the others.
@@ -785,7 +778,7 @@ def parse(path: Path, channel: str | None, limit: int, root: Root | None = None)
             if not (schema_only and kind.routing
                     and only_routing_codes(path, xsd, limit, kind.routing)):
                 raise
-            records = list(_read(path, kind, None, limit))
+            records = list(reading.read(path, kind, None, limit))
     except (ValueError, KeyError, TypeError) as exc:
         # Invalid content that the streaming validator had not yet reported is a rejection; a
         # reader failing on a valid file is a bug, and is raised as one (retried, then counted).

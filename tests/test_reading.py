@@ -1,0 +1,289 @@
+"""A large streamed file is read and validated in a second process beside the gateway's own
+(``gateway.reading``, issue 13): the records, and the point where an invalid file fails, are
+those of reading it in process; a reader that dies is a retry, never a silent short file; a
+reader is never left behind, and does not stop on the signals that ask the gateway to stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway import reading
+from gateway.documents import KINDS, DocumentKind
+from gateway.errors import RejectedFile, TransientError
+from gateway.flows import placements as placement_flow
+from gateway.xml.schemas import schema
+from tests import builders as b
+from tests.test_streaming import AS_OF, DPN_B, PEOPLE, new_gateway, outbox, state
+
+LIMIT = 1 << 30
+PLACEMENTS = next(k for k in KINDS if k.name == "placements")
+CHECKS = next(k for k in KINDS if k.name == "checks")
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def awkward_placements(count: int) -> str:
+    """Placements with every optional part, none, and text that needs escaping."""
+    rows = []
+    for n in range(count):
+        person = b.trainee(f"T{n}", forenames=f"Zoë & <{n}>", surname="O'Neil \"Jr\"",
+                           dob="1990-01-01", gmc=f"7{n:06d}",
+                           nino=None if n % 2 else "QQ123456C")
+        rows.append(b.placement(f"P{n}", person=person, start="2027-02-01",
+                                action="withdraw" if n % 7 == 0 else "upsert"))
+    return b.placements(rows)
+
+
+def many_placements(count: int) -> str:
+    """``count`` plain placements, quickly (a file larger than the pipe holds)."""
+    row = b.placement("PX")
+    return b.placements([row.replace('"PX"', f'"P{n}"') for n in range(count)])
+
+
+def in_process(path: Path, kind: DocumentKind) -> list[object]:
+    return list(reading.read(path, kind, schema(kind.xsd), LIMIT))
+
+
+def readers() -> list[int]:
+    """The reader processes this one started and has not yet reaped (zombies included)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        if ppid == os.getpid() and (b"gateway.reading" in cmdline or "(python" in stat):
+            found.append(int(entry.name))
+    return found
+
+
+def the_reader() -> int:
+    """The one reader process running now."""
+    deadline = time.monotonic() + 10
+    while not (found := readers()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(found) == 1
+    return found[0]
+
+
+def test_records_read_beside_are_those_read_in_process(tmp_path: Path) -> None:
+    """Placements (across several batches, with and without their optional parts, with text
+    to escape) and check applicants come back from the reader process equal, in order."""
+    placements = write(tmp_path / "placements.xml", awkward_placements(2 * reading.BATCH + 7))
+    person = b.trainee("T1", forenames="Ann", surname="Lee", dob="1990-01-01")
+    checks = write(tmp_path / "checks.xml", b.checks([
+        b.applicant(f"A{n}", placement_id=None if n % 2 else f"P{n}",
+                    forenames=str(person["Forenames"]), surname=str(person["Surname"]),
+                    dob=str(person["DateOfBirth"]),
+                    checks=[b.dbs(issued="2026-10-01"), b.reference("2026-10-02")])
+        for n in range(reading.BATCH + 1)
+    ]))
+    for path, kind in ((placements, PLACEMENTS), (checks, CHECKS)):
+        expected = in_process(path, kind)
+        assert len(expected) > reading.BATCH
+        assert list(reading.read_beside(path, kind, LIMIT)) == expected
+    assert readers() == []
+
+
+def test_an_invalid_file_fails_beside_where_it_fails_in_process(tmp_path: Path) -> None:
+    """A schema error after the first batch: the reader hands over every record before it,
+    then the stream raises (ValueError, which the pipeline takes as an invalid file and reads
+    the careful way for the reasons), as reading in process raises RejectedFile there."""
+    rows = [b.placement(f"P{n}") for n in range(reading.BATCH + 20)]
+    rows.insert(reading.BATCH + 10, b.placement("BAD", wte="lots"))
+    path = write(tmp_path / "bad.xml", b.placements(rows))
+    got: list[object] = []
+    with pytest.raises(RejectedFile):  # what came before the error stays in the list
+        got.extend(reading.read(path, PLACEMENTS, schema(PLACEMENTS.xsd), LIMIT))
+    beside: list[object] = []
+    with pytest.raises(ValueError, match="SCHEMA_INVALID"):
+        beside.extend(reading.read_beside(path, PLACEMENTS, LIMIT))
+    assert beside == got
+    assert len(got) >= reading.BATCH
+    assert readers() == []
+
+
+def test_the_pipeline_reading_beside_gives_what_it_gives_reading_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every file read beside (BESIDE_BYTES 0): a file of several windows, one invalid after
+    its first window, one with a DTD, and the first again (a duplicate) give the same
+    statuses, outputs (acknowledgements included) and state as read in process."""
+    monkeypatch.setattr(placement_flow, "WINDOW", 2)
+    rows = [b.placement(f"P{n}", dpn=DPN_B, start="2027-01-05", person=PEOPLE[n % 3])
+            for n in range(7)]
+    files = [
+        ("good.xml", b.placements(rows)),
+        ("bad.xml", b.placements([*rows[:3], b.placement("P9", wte="lots")])),
+        ("dtd.xml", b.placements(rows[:2]).replace(
+            "<PlacementFile", '<!DOCTYPE PlacementFile [<!ENTITY e "x">]>\n<PlacementFile', 1)),
+        ("again.xml", b.placements(rows)),
+    ]
+    statuses = {}
+    gateways = {}
+    started: list[str] = []
+    read_beside = reading.read_beside
+
+    def counted(path: Path, kind: DocumentKind, limit: int) -> Iterator[object]:
+        started.append(path.name.partition("-")[2])  # the claim's name: <id>-<name>
+        return read_beside(path, kind, limit)
+
+    monkeypatch.setattr(reading, "read_beside", counted)
+    for beside in (True, False):
+        monkeypatch.setattr(reading, "BESIDE_BYTES", 0 if beside else 1 << 40)
+        monkeypatch.setattr(reading, "_cores", lambda: 2)
+        gateway = new_gateway(tmp_path / str(beside), streamed=True)
+        gateways[beside] = gateway
+        statuses[beside] = [gateway.process("tis", name, text, AS_OF) for name, text in files]
+    try:
+        assert statuses[True] == ["processed", "rejected", "rejected", "duplicate"]
+        assert started == ["good.xml", "bad.xml"]  # the DTD is refused before any reading
+        assert statuses[True] == statuses[False]
+        assert outbox(gateways[True]) == outbox(gateways[False])
+        assert state(gateways[True]) == state(gateways[False])
+        acks = gateways[True].settings.paths.acks
+        assert "FORBIDDEN_XML" in (acks / "dtd.ack.xml").read_text()
+        assert "SCHEMA_INVALID" in (acks / "bad.ack.xml").read_text()
+    finally:
+        for gateway in gateways.values():
+            gateway.store.close()
+    assert readers() == []
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """More placements than the pipe holds, so that the reader is still at work after the
+    first record has come."""
+    path = tmp_path_factory.mktemp("large") / "large.xml"
+    return write(path, many_placements(20_000))
+
+
+def first_of(stream: Iterator[object]) -> object:
+    return next(stream)
+
+
+def test_a_reader_that_dies_is_a_retry_not_a_short_file(large: Path) -> None:
+    """SIGKILL the reader after the first record: the records it had sent still come, then
+    the stream raises TransientError (the file is tried again), and the reader is reaped."""
+    stream = reading.read_beside(large, PLACEMENTS, LIMIT)
+    first_of(stream)
+    os.kill(the_reader(), signal.SIGKILL)
+    rest: list[object] = []
+    with pytest.raises(TransientError, match="ended before the end of the file"):
+        rest.extend(stream)
+    assert 1 + len(rest) < 20_000
+    assert readers() == []
+
+
+def test_leaving_the_stream_early_ends_the_reader(large: Path) -> None:
+    """The gateway stops reading (a rule raised, the store failed): closing the stream kills
+    and reaps the reader, which would otherwise wait on the pipe."""
+    stream = reading.read_beside(large, PLACEMENTS, LIMIT)
+    first_of(stream)
+    pid = the_reader()
+    stream.close()  # type: ignore[attr-defined]
+    assert readers() == []
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_the_reader_does_not_stop_on_the_gateways_stop_signals(large: Path) -> None:
+    """SIGTERM and SIGINT (systemd's stop, Ctrl-C) reach the whole group: the daemon finishes
+    the file in hand, so its reader must not stop half way."""
+    stream = reading.read_beside(large, PLACEMENTS, LIMIT)
+    first_of(stream)
+    pid = the_reader()
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    assert 1 + sum(1 for _record in stream) == 20_000
+    assert readers() == []
+
+
+def test_only_a_large_file_on_a_machine_with_a_second_core_is_read_beside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Below BESIDE_BYTES, or with one core, the file is read in process (no second Python
+    to start for a small file); a file that cannot be looked at is read in process, which
+    says why."""
+    path = write(tmp_path / "p.xml", many_placements(2))
+    size = path.stat().st_size
+    monkeypatch.setattr(reading, "BESIDE_BYTES", size + 1)
+    assert not reading.beside_worthwhile(path)
+    monkeypatch.setattr(reading, "BESIDE_BYTES", size)
+    assert reading.beside_worthwhile(path) == (len(os.sched_getaffinity(0)) > 1)
+    monkeypatch.setattr(reading, "_cores", lambda: 1)
+    assert not reading.beside_worthwhile(path)
+    monkeypatch.setattr(reading, "_cores", lambda: 2)
+    assert reading.beside_worthwhile(path)
+    assert not reading.beside_worthwhile(tmp_path / "missing.xml")
+
+
+def test_with_no_process_to_be_had_the_file_is_read_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Starting the reader fails (a limit on processes): the records are read here instead."""
+    path = write(tmp_path / "p.xml", awkward_placements(3))
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(reading.subprocess, "Popen", refuse)
+    assert list(reading.read_beside(path, PLACEMENTS, LIMIT)) == in_process(path, PLACEMENTS)
+
+
+def test_a_reader_ends_when_the_gateway_is_killed(large: Path) -> None:
+    """SIGKILL the gateway's process mid-file: its reader, blocked on the full pipe, ends on
+    the broken pipe instead of lingering."""
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from gateway import reading\n"
+        "from gateway.documents import KINDS\n"
+        "kind = next(k for k in KINDS if k.name == 'placements')\n"
+        "stream = reading.read_beside(Path(sys.argv[1]), kind, 1 << 30)\n"
+        "next(stream)\n"
+        "print('reading', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    gateway = subprocess.Popen([sys.executable, "-c", script, str(large)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert gateway.stdout is not None
+        assert gateway.stdout.readline() == "reading\n"
+        children = [int(pid) for pid in
+                    Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children").read_text().split()]
+        assert len(children) == 1
+        gateway.kill()
+        gateway.wait()
+        deadline = time.monotonic() + 20
+        while _running(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not _running(children[0])
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+        gateway.communicate()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is alive (an exited process left unreaped is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
