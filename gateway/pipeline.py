@@ -21,7 +21,9 @@ transaction of 2 is opened first and takes each window's state changes as the wi
 are appended to their temporary files; the outputs are fsynced, the fate marked and the outputs
 listed last, and the commit is the same single one. A file that proves invalid on the way
 (its last record, say) rolls the transaction back, its temporary files are removed, and it is
-decided the careful way (:func:`parse`), which says why.
+decided the careful way (:func:`parse`), which says why. A large one is read and validated by
+a second process beside the rules (:mod:`gateway.reading`); the pipeline takes its records the
+same way, and nothing else changes.
 """
 
 from __future__ import annotations
