@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from gateway import config as config_module
-from gateway import logs
+from gateway import logs, reading
 from gateway.documents import BY_ROOT
 from gateway.errors import (
     AlreadyRunning,
@@ -31,7 +31,8 @@ from gateway.flows import confirmations as confirmations_flow
 from gateway.flows import persons as persons_flow
 from gateway.flows import placements as placements_flow
 from gateway.flows import positions as positions_flow
-from gateway.pipeline import Pipeline, parse
+from gateway.pipeline import Pipeline
+from gateway.reading import parse
 from gateway.store import open_store
 from gateway.store.base import Receipt
 from gateway.store.interfaces import Store
@@ -212,24 +213,35 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
     """
     settings = _settings(config_path)
 
-    def claim(pipeline: Pipeline, path: Path) -> Receipt:
+    def claim(pipeline: Pipeline, path: Path, after: Path | None) -> Receipt:
+        if pipeline.ahead is not None and after is not None:
+            pipeline.ahead.ask(after, _channel_of(after, settings, pipeline))
         return pipeline.claim(path, _channel_of(path, settings, pipeline), copy=True)
 
+    nexts = [*files[1:], None]
     sys.exit(_take_through(
-        settings, _day(as_of), [(str(path), partial(claim, path=path)) for path in files],
+        settings, _day(as_of),
+        [(str(path), partial(claim, path=path, after=after))
+         for path, after in zip(files, nexts, strict=True)],
         retried=" (the file stays in var/processing/ and is retried)",
+        ahead=len(files) > 1,
     ))
 
 
 def _take_through(
     settings: config_module.Settings, day: date,
     items: Sequence[tuple[str, Callable[[Pipeline], Receipt]]], *, retried: str = "",
+    ahead: bool = False,
 ) -> int:
     """Finish what a crash left, then claim and process each item in order (``process`` and
     ``requeue``), printing each one's fate; the exit status (0, or 1 if one was rejected whole
-    or could not be processed)."""
+    or could not be processed). ``ahead``: the items' claims ask the pipeline's look-ahead
+    reader to parse the next file while this one is decided (a second core needed)."""
     worst = EXIT_OK
     with _pipeline(settings) as pipeline, pipeline.holding():
+        if ahead and reading.cores() > 1:
+            pipeline.ahead = reading.Ahead(settings.intake.max_bytes,
+                                           frozenset(pipeline.streams))
         try:
             for receipt in pipeline.recover():
                 pipeline.process(receipt, day)
@@ -245,6 +257,9 @@ def _take_through(
         except OutputLost as exc:
             click.echo(f"error: {exc}", err=True)
             worst = EXIT_REJECTED
+        finally:
+            if pipeline.ahead is not None:
+                pipeline.ahead.close()
     return worst
 
 

@@ -37,7 +37,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -61,18 +60,15 @@ from gateway.flows import Context, Flow, Output, Plan, Sink, Staging, Stream
 from gateway.flows.checks import stream as stream_checks
 from gateway.flows.placements import stream as stream_placements
 from gateway.models import Totals
+from gateway.reading import Parsed, parse
 from gateway.store.base import CLAIMING, Held, Receipt
 from gateway.store.interfaces import Store
 from gateway.store.operations import OperationsLedger
 from gateway.transport import files, modes
 from gateway.xml import writers
-from gateway.xml.schemas import schema
 from gateway.xml.secure import (
     Root,
-    check_well_formed,
-    only_routing_codes,
     read_root,
-    validation_errors,
 )
 
 log = logs.get("gateway.pipeline")
@@ -106,14 +102,6 @@ def sent_name(name: str) -> str:
 def utc_now() -> str:
     """The current time as an ``xs:dateTime`` with zone."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A validated inbound document and its kind."""
-
-    kind: DocumentKind
-    document: Any
 
 
 class Pipeline:
@@ -150,6 +138,8 @@ class Pipeline:
         # background renewal would wait for the write lock that transaction holds)
         self._renewing_inline = False
         self._dangling: set[int] = set()  # claims to drop once the store is writable
+        # files parsed ahead while the one before is decided (``process FILE…``); None: none
+        self.ahead: reading.Ahead | None = None
 
     def lease_until(self) -> float:
         """When a claim taken or renewed now expires."""
@@ -284,7 +274,7 @@ class Pipeline:
                                     f"same content as the earlier file {earlier}")]
             else:
                 try:
-                    parsed = self.parse(path, receipt.channel, root)
+                    parsed = self._parsed(receipt, root)
                     kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
                     plan = self.flows[parsed.kind.name](parsed.document, ctx)
                     del parsed  # the file's records: the plan keeps what it needs of them
@@ -410,6 +400,16 @@ class Pipeline:
                 self.store.renew(self.owner, self.lease_until())
                 due = time.monotonic() + every
             yield record
+
+    def _parsed(self, receipt: Receipt, root: Root | None) -> Parsed:
+        """The claimed file parsed: by the look-ahead reader if it parsed these very bytes
+        (:class:`~gateway.reading.Ahead`), else here."""
+        got = self.ahead.take(receipt.sha256, receipt.channel) if self.ahead else None
+        if isinstance(got, RejectedFile):
+            raise got
+        if got is not None:
+            return got
+        return self.parse(Path(receipt.processing_path), receipt.channel, root)
 
     def parse(self, path: Path, channel: str | None, root: Root | None = None) -> Parsed:
         """Hardened parse and XSD validation of a whole file; raises RejectedFile. ``root``:
@@ -744,48 +744,3 @@ def _streamed(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
         yield from reading.streamed(path, kind, limit)
     except (RejectedFile, ValueError, KeyError, TypeError) as exc:
         raise _Invalid(str(exc)) from exc
-
-
-def parse(path: Path, channel: str | None, limit: int, root: Root | None = None) -> Parsed:
-    """Hardened parse and XSD validation of a whole file; raises RejectedFile.
-
-    ``channel`` is the inbox the file came from (None: any); ``limit`` bounds the bytes read;
-    ``root``: the file's root element if it was read already (:func:`read_root`).
-    """
-    if root is None:
-        root = read_root(path, limit)
-    kind = BY_ROOT.get((root.namespace, root.name))
-    if kind is None:
-        check_well_formed(path, limit)
-        raise RejectedFile.one(
-            "UNKNOWN_DOCUMENT",
-            f"root element {root.name} in namespace {root.namespace or '(none)'} is not a "
-            "document of this interface",
-            1,
-        )
-    if channel is not None and kind.channel != channel:
-        raise RejectedFile.one(
-            "WRONG_CHANNEL",
-            f"a {kind.name} document belongs in inbox/{kind.channel.value}/, not "
-            f"inbox/{channel}/",
-        )
-    xsd = schema(kind.xsd)
-    try:
-        try:
-            records = list(reading.read(path, kind, xsd, limit))
-        except RejectedFile as invalid:
-            # A record whose routing code is not plain is the record's fault, not the file's:
-            # the rules refuse it with INVALID_ROUTING_CODE (issue 14) and take the others.
-            schema_only = all(e.code == "SCHEMA_INVALID" for e in invalid.errors)
-            if not (schema_only and kind.routing
-                    and only_routing_codes(path, xsd, limit, kind.routing)):
-                raise
-            records = list(reading.read(path, kind, None, limit))
-    except (ValueError, KeyError, TypeError) as exc:
-        # Invalid content that the streaming validator had not yet reported is a rejection; a
-        # reader failing on a valid file is a bug, and is raised as one (retried, then counted).
-        rejected = validation_errors(path, xsd, limit)
-        if rejected is None:
-            raise
-        raise rejected from exc
-    return Parsed(kind, kind.build(root.attributes, tuple(records)))

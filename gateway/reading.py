@@ -20,24 +20,33 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import pickle
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gateway
-from gateway.documents import KINDS, DocumentKind
+from gateway.documents import BY_ROOT, KINDS, DocumentKind
 from gateway.errors import RejectedFile, TransientError
 from gateway.xml.schemas import schema
-from gateway.xml.secure import iter_records
+from gateway.xml.secure import (
+    Root,
+    check_well_formed,
+    iter_records,
+    only_routing_codes,
+    read_root,
+    validation_errors,
+)
 
 BESIDE_BYTES = 4 << 20
 """A file this size or larger is read beside (~6,500 placements): below it, starting a second
-Python (~0.15 s) costs more than it saves."""
+Python (~0.1 s) costs more than it saves."""
 BATCH = 500  # records a message (~80 KB pickled)
 PIPE_BYTES = 1 << 20
 
@@ -50,6 +59,59 @@ def read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]:
     """The records of a file, read (and validated, with ``xsd``) as they stream."""
     for element in iter_records(path, xsd, limit, kind.record_tag if xsd is not None else None):
         yield kind.read_record(element)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A validated inbound document and its kind."""
+
+    kind: DocumentKind
+    document: Any
+
+
+def parse(path: Path, channel: str | None, limit: int, root: Root | None = None) -> Parsed:
+    """Hardened parse and XSD validation of a whole file; raises RejectedFile.
+
+    ``channel`` is the inbox the file came from (None: any); ``limit`` bounds the bytes read;
+    ``root``: the file's root element if it was read already (:func:`read_root`).
+    """
+    if root is None:
+        root = read_root(path, limit)
+    kind = BY_ROOT.get((root.namespace, root.name))
+    if kind is None:
+        check_well_formed(path, limit)
+        raise RejectedFile.one(
+            "UNKNOWN_DOCUMENT",
+            f"root element {root.name} in namespace {root.namespace or '(none)'} is not a "
+            "document of this interface",
+            1,
+        )
+    if channel is not None and kind.channel != channel:
+        raise RejectedFile.one(
+            "WRONG_CHANNEL",
+            f"a {kind.name} document belongs in inbox/{kind.channel.value}/, not "
+            f"inbox/{channel}/",
+        )
+    xsd = schema(kind.xsd)
+    try:
+        try:
+            records = list(read(path, kind, xsd, limit))
+        except RejectedFile as invalid:
+            # A record whose routing code is not plain is the record's fault, not the file's:
+            # the rules refuse it with INVALID_ROUTING_CODE (issue 14) and take the others.
+            schema_only = all(e.code == "SCHEMA_INVALID" for e in invalid.errors)
+            if not (schema_only and kind.routing
+                    and only_routing_codes(path, xsd, limit, kind.routing)):
+                raise
+            records = list(read(path, kind, None, limit))
+    except (ValueError, KeyError, TypeError) as exc:
+        # Invalid content that the streaming validator had not yet reported is a rejection; a
+        # reader failing on a valid file is a bug, and is raised as one (retried, then counted).
+        rejected = validation_errors(path, xsd, limit)
+        if rejected is None:
+            raise
+        raise rejected from exc
+    return Parsed(kind, kind.build(root.attributes, tuple(records)))
 
 
 def streamed(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
@@ -66,10 +128,11 @@ def beside_worthwhile(path: Path) -> bool:
         large = os.stat(path).st_size >= BESIDE_BYTES
     except OSError:
         return False  # read in process, which says why it cannot be
-    return large and _cores() > 1
+    return large and cores() > 1
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -153,3 +216,161 @@ def serve() -> None:
         out.flush()
     except BrokenPipeError:  # the gateway left the stream: nobody to tell
         os._exit(1)
+
+
+AHEAD_BYTES = 32 << 20
+"""Files larger than this are not parsed ahead: a whole parsed document waits in memory until
+its turn (a national position or person file per VPD is a few hundred KB)."""
+_PARSED, _REJECTED, _SKIPPED, _CHANGED = "parsed", "rejected", "skipped", "changed"
+_AHEAD = (f"import sys; sys.path.insert(0, {_ROOT!r}); from gateway.reading import serve_ahead; "
+          "serve_ahead()")
+
+
+class Ahead:
+    """Whole files parsed one ahead, in a reader process, while the gateway decides the one
+    before (``dit-gateway process FILE…`` on a machine with a second core; issue 13): a file
+    of a VPD's positions or persons spends a third of its time being parsed.
+
+    :meth:`ask` for a file before it is claimed; :meth:`take` when it is processed, by the
+    SHA-256 of the claimed copy. The reader hashes the file before and after parsing it, and
+    what it made of it is used only for a copy with that same SHA-256 and the same channel: the
+    same bytes give the same document or the same rejection as :func:`parse` gives here.
+    Anything else — a file changed since, a reader that failed or died, a streamed kind (read
+    as it is decided instead), a file larger than :data:`AHEAD_BYTES` — is parsed here."""
+
+    def __init__(self, limit: int, streamed: frozenset[str]) -> None:
+        self.limit = limit
+        self.streamed = streamed
+        self._reader: subprocess.Popen[bytes] | None = None
+        self._broken = False
+        self._asked: dict[int, str] = {}  # ask number → the SHA-256 it was asked with
+        # ask → (sha256 read, channel, outcome, document or errors)
+        self._replies: dict[int, tuple[str, str, str, Any]] = {}
+        self._next = 0  # the next ask's number
+        self._read = 0  # replies read so far
+
+    def ask(self, path: Path, channel: str) -> None:
+        """Start parsing ``path`` (as from ``channel``) in the reader process."""
+        if self._broken:
+            return
+        try:
+            if os.stat(path).st_size > AHEAD_BYTES:
+                return
+            sha = _sha256(path)
+            if self._reader is None:
+                self._reader = subprocess.Popen(
+                    [sys.executable, "-c", _AHEAD], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, start_new_session=True,
+                )
+                if self._reader.stdout is not None:  # a document is larger than 64 KiB
+                    _widen(self._reader.stdout.fileno())
+            pipe = self._reader.stdin
+            if pipe is None:
+                raise OSError("no pipe to the reader process")
+            pickle.dump((self._next, str(path), channel, self.limit, self.streamed), pipe,
+                        pickle.HIGHEST_PROTOCOL)
+            pipe.flush()
+        except OSError:  # unreadable here (parsed here, which says why), or no reader to be had
+            if self._reader is not None:
+                self._stop()
+            return
+        self._asked[self._next] = sha
+        self._next += 1
+
+    def take(self, sha256: str, channel: str) -> Parsed | RejectedFile | None:
+        """What the reader made of the file whose copy has ``sha256`` (its document, or the
+        rejection to raise), or None: parse it here."""
+        number = next((n for n, sha in self._asked.items() if sha == sha256), None)
+        if number is None or self._reader is None:
+            return None
+        del self._asked[number]
+        while self._read <= number and not self._broken:
+            try:
+                reply = pickle.load(self._reader.stdout)  # type: ignore[arg-type]  # noqa: S301
+            except (EOFError, pickle.UnpicklingError, ValueError, OSError):
+                self._stop()  # what it has not answered is parsed here
+                break
+            self._read += 1
+            answered, got = reply
+            if answered in self._asked or answered == number:
+                self._replies[answered] = got
+        got = self._replies.pop(number, None)
+        for older in [n for n in self._replies if n < number]:
+            del self._replies[older]
+        if got is None:
+            return None
+        sha, asked_channel, outcome, value = got
+        if sha != sha256 or asked_channel != channel:
+            return None
+        if outcome == _PARSED:
+            name, document = value
+            return Parsed(next(k for k in KINDS if k.name == name), document)
+        if outcome == _REJECTED:
+            return RejectedFile(value)
+        return None  # skipped, changed, failed: parsed here
+
+    def _stop(self) -> None:
+        self._broken = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(OSError):
+                if reader.stdin is not None:
+                    reader.stdin.close()
+            if reader.poll() is None:
+                reader.kill()
+            if reader.stdout is not None:
+                reader.stdout.close()
+            reader.wait()
+
+    def close(self) -> None:
+        """End the reader process (it parses nothing more)."""
+        self._stop()
+        self._replies.clear()
+        self._asked.clear()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def serve_ahead() -> None:
+    """The look-ahead reader: ``(number, path, channel, limit, streamed kinds)`` on stdin, one
+    ``(number, (sha256, channel, outcome, value))`` each on stdout, in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    source, out = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        while True:
+            try:
+                number, path, channel, limit, streamed = pickle.load(source)  # noqa: S301
+            except EOFError:
+                return  # the gateway is done with it
+            pickle.dump((number, _parse_ahead(Path(path), channel, limit, streamed)), out,
+                        pickle.HIGHEST_PROTOCOL)
+            out.flush()
+    except BrokenPipeError:
+        os._exit(1)
+
+
+def _parse_ahead(path: Path, channel: str, limit: int, streamed: frozenset[str]
+                 ) -> tuple[str, str, str, Any]:
+    try:
+        sha = _sha256(path)
+        root = read_root(path, limit)
+        kind = BY_ROOT.get((root.namespace, root.name))
+        if kind is not None and kind.name in streamed:
+            return sha, channel, _SKIPPED, None
+        try:
+            parsed = parse(path, channel, limit, root)
+            outcome: tuple[str, Any] = (_PARSED, (parsed.kind.name, parsed.document))
+        except RejectedFile as rejected:
+            outcome = (_REJECTED, rejected.errors)
+        if _sha256(path) != sha:
+            return sha, channel, _CHANGED, None
+        return sha, channel, *outcome
+    except Exception:  # anything else: the gateway parses the file itself
+        return "", channel, _SKIPPED, None

@@ -285,6 +285,7 @@ def test_a_files_root_element_is_read_once(
     """Whether the file is streamed (placements) or parsed whole (positions), its root is read
     once and handed on; a file whose root cannot be read is still refused with the reason."""
     import gateway.pipeline as pipeline_module  # noqa: PLC0415
+    import gateway.reading as reading_module  # noqa: PLC0415 - parse() lives there
 
     reads: list[Path] = []
     real = pipeline_module.read_root
@@ -294,6 +295,7 @@ def test_a_files_root_element_is_read_once(
         return real(path, limit)
 
     monkeypatch.setattr(pipeline_module, "read_root", counted)
+    monkeypatch.setattr(reading_module, "read_root", counted)
     if kind == "positions":
         channel, text = "esr", b.positions("RGT", [b.position(1)])
     else:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,7 +147,7 @@ def test_the_pipeline_reading_beside_gives_what_it_gives_reading_in_process(
     monkeypatch.setattr(reading, "read_beside", counted)
     for beside in (True, False):
         monkeypatch.setattr(reading, "BESIDE_BYTES", 0 if beside else 1 << 40)
-        monkeypatch.setattr(reading, "_cores", lambda: 2)
+        monkeypatch.setattr(reading, "cores", lambda: 2)
         gateway = new_gateway(tmp_path / str(beside), streamed=True)
         gateways[beside] = gateway
         statuses[beside] = [gateway.process("tis", name, text, AS_OF) for name, text in files]
@@ -226,9 +227,9 @@ def test_only_a_large_file_on_a_machine_with_a_second_core_is_read_beside(
     assert not reading.beside_worthwhile(path)
     monkeypatch.setattr(reading, "BESIDE_BYTES", size)
     assert reading.beside_worthwhile(path) == (len(os.sched_getaffinity(0)) > 1)
-    monkeypatch.setattr(reading, "_cores", lambda: 1)
+    monkeypatch.setattr(reading, "cores", lambda: 1)
     assert not reading.beside_worthwhile(path)
-    monkeypatch.setattr(reading, "_cores", lambda: 2)
+    monkeypatch.setattr(reading, "cores", lambda: 2)
     assert reading.beside_worthwhile(path)
     assert not reading.beside_worthwhile(tmp_path / "missing.xml")
 
@@ -287,3 +288,115 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
+
+
+def extracts(folder: Path) -> list[tuple[Path, str]]:
+    """Files of every outcome: two position extracts, a person extract, one that fails its
+    schema, one in the wrong channel, a placement file (a streamed kind), a duplicate."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [
+        ("positions-RGT.xml", "esr", b.positions("RGT", [
+            b.position(1001, "1001", dpn=DPN_B), b.position(1002, "1002", dpn="EOE/RGT00/9/F1/1"),
+        ])),
+        ("positions-R1K.xml", "esr", b.positions("R1K", [b.position(2001, "2001", dpn=DPN_B)])),
+        ("persons-RGT.xml", "esr", b.persons("RGT", [
+            b.person("E1", [b.assignment("A1", "1001", start="2026-01-01")],
+                     forenames="Zoë & Ann", surname="O'Neil", dob="1995-03-04"),
+        ])),
+        ("bad.xml", "esr", b.positions("RGT", [b.position(1003, "1003")]).replace(
+            "<HiringStatus>Active</HiringStatus>", "<HiringStatus>Lively</HiringStatus>")),
+        ("wrong.xml", "tis", b.positions("RGT", [b.position(1004, "1004")])),
+        ("placements.xml", "tis", b.placements([b.placement("P1", dpn=DPN_B)])),
+        ("again.xml", "esr", b.positions("R1K", [b.position(2001, "2001", dpn=DPN_B)])),
+    ]
+    return [(write(folder / name, text), channel) for name, text, channel in
+            ((n, t, c) for n, c, t in files)]
+
+
+def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None:
+    """Each file asked before the one before it is decided (as ``process FILE…`` does): the
+    same statuses, outputs (acknowledgements included) and state as parsing each here; the
+    reader parsed the extracts, the rejected files and the duplicate, and left the placement
+    file (read as it is decided) to the pipeline."""
+    files = extracts(tmp_path / "files")
+    results = {}
+    taken: list[str] = []
+    for ahead in (True, False):
+        gateway = new_gateway(tmp_path / f"gw-{ahead}", streamed=True)
+        if ahead:
+            gateway.pipeline.ahead = reading.Ahead(1 << 30, frozenset(gateway.pipeline.streams))
+            take = gateway.pipeline.ahead.take
+
+            def counted(sha256: str, channel: str, take: Any = take) -> object:
+                got = take(sha256, channel)
+                taken.append(type(got).__name__)
+                return got
+
+            gateway.pipeline.ahead.take = counted  # type: ignore[method-assign,assignment]
+        statuses = []
+        try:
+            for n, (path, channel) in enumerate(files):
+                if gateway.pipeline.ahead is not None and n + 1 < len(files):
+                    gateway.pipeline.ahead.ask(*files[n + 1])
+                receipt = gateway.pipeline.claim(path, channel, copy=True)
+                statuses.append(gateway.pipeline.process(receipt, AS_OF))
+            results[ahead] = (statuses, outbox(gateway), state(gateway))
+        finally:
+            if gateway.pipeline.ahead is not None:
+                gateway.pipeline.ahead.close()
+            gateway.store.close()
+    assert results[True][0] == ["processed", "processed", "processed", "rejected", "rejected",
+                                "processed", "duplicate"]
+    assert results[True] == results[False]
+    # the first file was not asked (parsed here); the placements were streamed, the duplicate
+    # never parsed; the others came from the reader, a rejection as a rejection
+    assert taken == ["NoneType", "Parsed", "Parsed", "RejectedFile", "RejectedFile"]
+    assert readers() == []
+
+
+def test_a_file_changed_after_it_was_asked_is_parsed_here(tmp_path: Path) -> None:
+    """The claimed copy is not what was asked (the file changed in between), or the reader
+    read it after it changed: nothing of the reader's is used for it."""
+    first = write(tmp_path / "a.xml", b.positions("RGT", [b.position(1001, "1001")]))
+    ahead = reading.Ahead(1 << 30, frozenset())
+    try:
+        ahead.ask(first, "esr")
+        old = reading._sha256(first)
+        write(first, b.positions("RGT", [b.position(1002, "1002")]))
+        assert ahead.take(reading._sha256(first), "esr") is None  # never asked for these bytes
+        assert ahead.take(old, "esr") is None  # its reply went with the ask above
+        second = write(tmp_path / "b.xml", b.positions("RGT", [b.position(1003, "1003")]))
+        ahead.ask(second, "esr")
+        asked = reading._sha256(second)
+        assert isinstance(ahead.take(asked, "esr"), reading.Parsed)
+        ahead.ask(second, "esr")
+        assert ahead.take(asked, "tis") is None  # asked as another channel's file
+    finally:
+        ahead.close()
+    assert readers() == []
+
+
+def test_a_look_ahead_reader_that_died_leaves_every_file_to_be_parsed_here(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL the reader: the files asked after are parsed here (take says None, nothing is
+    raised), no reader is started again for them, and the dead one is reaped."""
+    files = [write(tmp_path / f"{n}.xml", b.positions("RGT", [b.position(n, str(n))]))
+             for n in (1, 2, 3)]
+    ahead = reading.Ahead(1 << 30, frozenset())
+    try:
+        ahead.ask(files[0], "esr")
+        assert isinstance(ahead.take(reading._sha256(files[0]), "esr"), reading.Parsed)
+        pid = the_reader()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ahead.ask(files[1], "esr")
+        ahead.ask(files[2], "esr")
+        assert ahead.take(reading._sha256(files[1]), "esr") is None
+        assert ahead.take(reading._sha256(files[2]), "esr") is None
+        assert readers() == []
+    finally:
+        ahead.close()
+    assert readers() == []
