@@ -209,7 +209,8 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
     outbox/reports/acks/, and archived or quarantined. Safe while a daemon runs on the same
     var/: claims are owned in the store and each file's rules run one at a time. Exit 0: all
     processed (record rejections included); 1: a file was rejected whole or could not be
-    processed; 2: usage (a FILE that does not exist) or configuration.
+    processed; 2: usage (a FILE that does not exist) or configuration. With a second core,
+    the next FILE is parsed in a helper process while one is decided.
     """
     settings = _settings(config_path)
 
