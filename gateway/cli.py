@@ -216,7 +216,7 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
 
     def claim(pipeline: Pipeline, path: Path, after: Path | None) -> Receipt:
         if pipeline.ahead is not None and after is not None:
-            pipeline.ahead.ask(after, _channel_of(after, settings, pipeline))
+            ask_ahead(pipeline, after, settings)
         return pipeline.claim(path, _channel_of(path, settings, pipeline), copy=True)
 
     nexts = [*files[1:], None]
@@ -227,6 +227,19 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
         retried=" (the file stays in var/processing/ and is retried)",
         ahead=len(files) > 1,
     ))
+
+
+def ask_ahead(pipeline: Pipeline, path: Path, settings: config_module.Settings) -> None:
+    """Have the look-ahead reader parse ``path`` while the file before it is decided. Never
+    fails: a file it cannot look at now (unreadable, gone) is the pipeline's to refuse when its
+    turn comes, not a reason to fail the file in hand."""
+    if pipeline.ahead is None:
+        return
+    try:
+        channel = _channel_of(path, settings, pipeline)
+    except (GatewayError, OSError):
+        return
+    pipeline.ahead.ask(path, channel)
 
 
 def _take_through(

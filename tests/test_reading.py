@@ -400,3 +400,35 @@ def test_a_look_ahead_reader_that_died_leaves_every_file_to_be_parsed_here(
     finally:
         ahead.close()
     assert readers() == []
+
+
+def test_a_next_file_that_cannot_be_looked_at_is_left_for_its_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``process a b``: b cannot be read while a is claimed (its permissions, a broken mount):
+    asking ahead for it raises nothing and asks nothing; b is refused in its own turn."""
+    from gateway import cli  # noqa: PLC0415
+
+    gateway = new_gateway(tmp_path / "gw", streamed=True)
+    gateway.pipeline.ahead = reading.Ahead(1 << 30, frozenset())
+    asked: list[Path] = []
+    monkeypatch.setattr(gateway.pipeline.ahead, "ask",
+                        lambda path, channel: asked.append(path))
+    try:
+        def unreadable(path: Path, settings: object, pipeline: object) -> str:
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(cli, "_channel_of", unreadable)
+        cli.ask_ahead(gateway.pipeline, tmp_path / "b.xml", gateway.settings)
+        assert asked == []
+        monkeypatch.undo()
+        monkeypatch.setattr(gateway.pipeline.ahead, "ask",
+                            lambda path, channel: asked.append(path))
+        cli.ask_ahead(gateway.pipeline, tmp_path / "missing.xml", gateway.settings)
+        assert asked == []  # gone: nothing to look at
+        readable = write(tmp_path / "c.xml", b.positions("RGT", [b.position(1)]))
+        cli.ask_ahead(gateway.pipeline, readable, gateway.settings)
+        assert asked == [readable]
+    finally:
+        gateway.pipeline.ahead.close()
+        gateway.store.close()
