@@ -295,8 +295,11 @@ class Ahead:
             if answered in self._asked or answered == number:
                 self._replies[answered] = got
         got = self._replies.pop(number, None)
+        # files asked before this one and not taken (a duplicate is never parsed) never will be
         for older in [n for n in self._replies if n < number]:
             del self._replies[older]
+        for older in [n for n in self._asked if n < number]:
+            del self._asked[older]
         if got is None:
             return None
         sha, asked_channel, outcome, value = got
