@@ -309,8 +309,7 @@ def extracts(folder: Path) -> list[tuple[Path, str]]:
         ("placements.xml", "tis", b.placements([b.placement("P1", dpn=DPN_B)])),
         ("again.xml", "esr", b.positions("R1K", [b.position(2001, "2001", dpn=DPN_B)])),
     ]
-    return [(write(folder / name, text), channel) for name, text, channel in
-            ((n, t, c) for n, c, t in files)]
+    return [(write(folder / name, text), channel) for name, channel, text in files]
 
 
 def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None:
