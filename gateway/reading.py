@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import pickle
 import signal
@@ -34,6 +33,7 @@ from typing import Any
 import gateway
 from gateway.documents import BY_ROOT, KINDS, DocumentKind
 from gateway.errors import RejectedFile, TransientError
+from gateway.transport.files import sha256_of
 from gateway.xml.schemas import schema
 from gateway.xml.secure import (
     Root,
@@ -52,7 +52,41 @@ PIPE_BYTES = 1 << 20
 
 _RECORDS, _END, _INVALID, _FAILED = "records", "end", "invalid", "failed"
 _ROOT = str(Path(gateway.__file__).resolve().parent.parent)
-_SERVE = f"import sys; sys.path.insert(0, {_ROOT!r}); from gateway.reading import serve; serve()"
+
+
+def _start(entry: str, *args: str, asks: bool = False) -> subprocess.Popen[bytes]:
+    """A reader process running ``gateway.reading.<entry>()`` with ``args``, the same code as
+    this process (its ``gateway`` first on the path); its stdout a pipe widened to
+    :data:`PIPE_BYTES`, its stdin a pipe when it ``asks`` for work. Raises OSError."""
+    code = (f"import sys; sys.path.insert(0, {_ROOT!r}); "
+            f"from gateway.reading import {entry}; {entry}()")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE if asks else subprocess.DEVNULL, stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    if reader.stdout is not None:
+        _widen(reader.stdout.fileno())
+    return reader
+
+
+def _end(reader: subprocess.Popen[bytes]) -> None:
+    """Stop a reader process if it still runs, close its pipes, reap it."""
+    if reader.stdin is not None:
+        with contextlib.suppress(OSError):
+            reader.stdin.close()
+    if reader.poll() is None:
+        reader.kill()
+    if reader.stdout is not None:
+        reader.stdout.close()
+    reader.wait()
+
+
+def _ignore_stop_signals() -> None:
+    """In a reader: the gateway's own process decides when to stop (a daemon finishes the file
+    in hand); the reader ends when its pipe does."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]:
@@ -142,10 +176,7 @@ def cores() -> int:
 def read_beside(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
     """:func:`read` with the kind's XSD, in a second process (:func:`serve`)."""
     try:
-        reader = subprocess.Popen(
-            [sys.executable, "-c", _SERVE, str(path), kind.name, str(limit)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True,
-        )
+        reader = _start("serve", str(path), kind.name, str(limit))
     except OSError as exc:  # no process to be had (a limit on processes, memory): read here
         from gateway.logs import get  # noqa: PLC0415 - the reader process never logs
 
@@ -155,7 +186,6 @@ def read_beside(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
     pipe = reader.stdout
     if pipe is None:  # for the type checker: stdout=PIPE always gives one
         raise RuntimeError("no pipe from the reader process")
-    _widen(pipe.fileno())
     try:
         while True:
             try:
@@ -176,10 +206,7 @@ def read_beside(path: Path, kind: DocumentKind, limit: int) -> Iterator[Any]:
             else:
                 raise RuntimeError(f"reading {path.name} failed: {value}")
     finally:
-        if reader.poll() is None:
-            reader.kill()
-        pipe.close()
-        reader.wait()
+        _end(reader)
 
 
 def _widen(fd: int) -> None:
@@ -192,8 +219,7 @@ def _widen(fd: int) -> None:
 
 def serve() -> None:
     """The reader process: ``<path> <kind> <limit>`` → pickled batches on stdout."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ignore_stop_signals()
     out = sys.stdout.buffer
     try:
         path, name, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -222,8 +248,6 @@ AHEAD_BYTES = 32 << 20
 """Files larger than this are not parsed ahead: a whole parsed document waits in memory until
 its turn (a national position or person file per VPD is a few hundred KB)."""
 _PARSED, _REJECTED, _SKIPPED, _CHANGED = "parsed", "rejected", "skipped", "changed"
-_AHEAD = (f"import sys; sys.path.insert(0, {_ROOT!r}); from gateway.reading import serve_ahead; "
-          "serve_ahead()")
 
 
 class Ahead:
@@ -256,14 +280,9 @@ class Ahead:
         try:
             if os.stat(path).st_size > AHEAD_BYTES:
                 return
-            sha = _sha256(path)
+            sha = sha256_of(path)
             if self._reader is None:
-                self._reader = subprocess.Popen(
-                    [sys.executable, "-c", _AHEAD], stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE, start_new_session=True,
-                )
-                if self._reader.stdout is not None:  # a document is larger than 64 KiB
-                    _widen(self._reader.stdout.fileno())
+                self._reader = _start("serve_ahead", asks=True)
             pipe = self._reader.stdin
             if pipe is None:
                 raise OSError("no pipe to the reader process")
@@ -316,14 +335,7 @@ class Ahead:
         self._broken = True
         reader, self._reader = self._reader, None
         if reader is not None:
-            with contextlib.suppress(OSError):
-                if reader.stdin is not None:
-                    reader.stdin.close()
-            if reader.poll() is None:
-                reader.kill()
-            if reader.stdout is not None:
-                reader.stdout.close()
-            reader.wait()
+            _end(reader)
 
     def close(self) -> None:
         """End the reader process (it parses nothing more)."""
@@ -332,19 +344,10 @@ class Ahead:
         self._asked.clear()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def serve_ahead() -> None:
     """The look-ahead reader: ``(number, path, channel, limit, streamed kinds)`` on stdin, one
     ``(number, (sha256, channel, outcome, value))`` each on stdout, in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _ignore_stop_signals()
     source, out = sys.stdin.buffer, sys.stdout.buffer
     try:
         while True:
@@ -362,7 +365,7 @@ def serve_ahead() -> None:
 def _parse_ahead(path: Path, channel: str, limit: int, streamed: frozenset[str]
                  ) -> tuple[str, str, str, Any]:
     try:
-        sha = _sha256(path)
+        sha = sha256_of(path)
         root = read_root(path, limit)
         kind = BY_ROOT.get((root.namespace, root.name))
         if kind is not None and kind.name in streamed:
@@ -372,7 +375,7 @@ def _parse_ahead(path: Path, channel: str, limit: int, streamed: frozenset[str]
             outcome: tuple[str, Any] = (_PARSED, (parsed.kind.name, parsed.document))
         except RejectedFile as rejected:
             outcome = (_REJECTED, rejected.errors)
-        if _sha256(path) != sha:
+        if sha256_of(path) != sha:
             return sha, channel, _CHANGED, None
         return sha, channel, *outcome
     except Exception:  # anything else: the gateway parses the file itself

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,10 @@ from gateway import reading
 from gateway.documents import KINDS, DocumentKind
 from gateway.errors import RejectedFile, TransientError
 from gateway.flows import placements as placement_flow
+from gateway.transport.files import sha256_of
 from gateway.xml.schemas import schema
 from tests import builders as b
+from tests.daemon import wait_until
 from tests.test_streaming import AS_OF, DPN_B, PEOPLE, new_gateway, outbox, state
 
 LIMIT = 1 << 30
@@ -75,9 +76,8 @@ def readers() -> list[int]:
 
 def the_reader() -> int:
     """The one reader process running now."""
-    deadline = time.monotonic() + 10
-    while not (found := readers()) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: bool(readers()), 10, "the reader process")
+    found = readers()
     assert len(found) == 1
     return found[0]
 
@@ -271,9 +271,7 @@ def test_a_reader_ends_when_the_gateway_is_killed(large: Path) -> None:
         assert len(children) == 1
         gateway.kill()
         gateway.wait()
-        deadline = time.monotonic() + 20
-        while _running(children[0]) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: not _running(children[0]), 20, "the reader to end")
         assert not _running(children[0])
     finally:
         if gateway.poll() is None:
@@ -360,13 +358,13 @@ def test_a_file_changed_after_it_was_asked_is_parsed_here(tmp_path: Path) -> Non
     ahead = reading.Ahead(1 << 30, frozenset())
     try:
         ahead.ask(first, "esr")
-        old = reading._sha256(first)
+        old = sha256_of(first)
         write(first, b.positions("RGT", [b.position(1002, "1002")]))
-        assert ahead.take(reading._sha256(first), "esr") is None  # never asked for these bytes
+        assert ahead.take(sha256_of(first), "esr") is None  # never asked for these bytes
         assert ahead.take(old, "esr") is None  # its reply went with the ask above
         second = write(tmp_path / "b.xml", b.positions("RGT", [b.position(1003, "1003")]))
         ahead.ask(second, "esr")
-        asked = reading._sha256(second)
+        asked = sha256_of(second)
         assert isinstance(ahead.take(asked, "esr"), reading.Parsed)
         ahead.ask(second, "esr")
         assert ahead.take(asked, "tis") is None  # asked as another channel's file
@@ -385,16 +383,14 @@ def test_a_look_ahead_reader_that_died_leaves_every_file_to_be_parsed_here(
     ahead = reading.Ahead(1 << 30, frozenset())
     try:
         ahead.ask(files[0], "esr")
-        assert isinstance(ahead.take(reading._sha256(files[0]), "esr"), reading.Parsed)
+        assert isinstance(ahead.take(sha256_of(files[0]), "esr"), reading.Parsed)
         pid = the_reader()
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while _running(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not _running(pid), 10, "the killed reader to end")
         ahead.ask(files[1], "esr")
         ahead.ask(files[2], "esr")
-        assert ahead.take(reading._sha256(files[1]), "esr") is None
-        assert ahead.take(reading._sha256(files[2]), "esr") is None
+        assert ahead.take(sha256_of(files[1]), "esr") is None
+        assert ahead.take(sha256_of(files[2]), "esr") is None
         assert readers() == []
     finally:
         ahead.close()
