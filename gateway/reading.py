@@ -22,9 +22,12 @@ import contextlib
 import fcntl
 import os
 import pickle
+import select
 import signal
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,6 +251,22 @@ AHEAD_BYTES = 32 << 20
 """Files larger than this are not parsed ahead: a whole parsed document waits in memory until
 its turn (a national position or person file per VPD is a few hundred KB)."""
 _PARSED, _REJECTED, _SKIPPED, _CHANGED = "parsed", "rejected", "skipped", "changed"
+_LENGTH = struct.Struct("<Q")  # a look-ahead reply's length, before it
+WAITING = 2
+"""Files the look-ahead reader may have in hand at once; a file asked beyond them is parsed in
+its turn. The gateway asks one file ahead: more waiting means the reader is behind."""
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """``size`` bytes from ``fd``, waiting for them; EOFError if the pipe ends first."""
+    parts = []
+    while size:
+        part = os.read(fd, min(size, PIPE_BYTES))
+        if not part:
+            raise EOFError("the reader process ended")
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 class Ahead:
@@ -260,7 +279,9 @@ class Ahead:
     what it made of it is used only for a copy with that same SHA-256 and the same channel: the
     same bytes give the same document or the same rejection as :func:`parse` gives here.
     Anything else — a file changed since, a reader that failed or died, a streamed kind (read
-    as it is decided instead), a file larger than :data:`AHEAD_BYTES` — is parsed here."""
+    as it is decided instead), a file larger than :data:`AHEAD_BYTES`, a file the reader has
+    not finished yet (the gateway never waits for it: the reader is still starting, or the
+    machine's other core is busy) — is parsed here."""
 
     def __init__(self, limit: int, streamed: frozenset[str]) -> None:
         self.limit = limit
@@ -272,14 +293,22 @@ class Ahead:
         self._replies: dict[int, tuple[str, str, str, Any]] = {}
         self._next = 0  # the next ask's number
         self._read = 0  # replies read so far
+        self.used = 0  # answers taken: files not parsed in the gateway's own process
 
     def ask(self, path: Path, channel: str) -> None:
-        """Start parsing ``path`` (as from ``channel``) in the reader process."""
+        """Start parsing ``path`` (as from ``channel``) in the reader process; not if the
+        reader has :data:`WAITING` files in hand already (this one is parsed in its turn)."""
         if self._broken:
             return
         try:
             if os.stat(path).st_size > AHEAD_BYTES:
                 return
+            if self._reader is not None:
+                # what it has answered, taken off the pipe: a reader never waits on a full
+                # pipe, whatever is never taken (a duplicate is never parsed)
+                self._collect(self._next - 1, 0.0)
+                if self._broken or self._next - self._read >= WAITING:
+                    return
             sha = sha256_of(path)
             if self._reader is None:
                 self._reader = _start("serve_ahead", asks=True)
@@ -295,30 +324,25 @@ class Ahead:
             return
         self._asked[self._next] = sha
         self._next += 1
+        for older in sorted(self._asked)[:-WAITING]:  # asked, and never taken since
+            del self._asked[older]
+            self._replies.pop(older, None)
 
-    def take(self, sha256: str, channel: str) -> Parsed | RejectedFile | None:
+    def take(self, sha256: str, channel: str, *, wait: float = 0.0
+             ) -> Parsed | RejectedFile | None:
         """What the reader made of the file whose copy has ``sha256`` (its document, or the
-        rejection to raise), or None: parse it here."""
+        rejection to raise), or None: parse it here. ``wait``: seconds to wait for a reader
+        that has not answered yet (none: whatever it has not finished is parsed here)."""
         number = next((n for n, sha in self._asked.items() if sha == sha256), None)
         if number is None or self._reader is None:
             return None
-        del self._asked[number]
-        while self._read <= number and not self._broken:
-            try:
-                reply = pickle.load(self._reader.stdout)  # type: ignore[arg-type]  # noqa: S301
-            except (EOFError, pickle.UnpicklingError, ValueError, OSError):
-                self._stop()  # what it has not answered is parsed here
-                break
-            self._read += 1
-            answered, got = reply
-            if answered in self._asked or answered == number:
-                self._replies[answered] = got
+        self._collect(number, wait)
         got = self._replies.pop(number, None)
-        # files asked before this one and not taken (a duplicate is never parsed) never will be
-        for older in [n for n in self._replies if n < number]:
-            del self._replies[older]
-        for older in [n for n in self._asked if n < number]:
+        # this file and those asked before it are done with: one asked and not taken (a
+        # duplicate is never parsed) never will be
+        for older in [n for n in self._asked if n <= number]:
             del self._asked[older]
+            self._replies.pop(older, None)
         if got is None:
             return None
         sha, asked_channel, outcome, value = got
@@ -326,16 +350,60 @@ class Ahead:
             return None
         if outcome == _PARSED:
             name, document = value
+            self.used += 1
             return Parsed(next(k for k in KINDS if k.name == name), document)
         if outcome == _REJECTED:
+            self.used += 1
             return RejectedFile(value)
         return None  # skipped, changed, failed: parsed here
+
+    def _collect(self, until: int, wait: float) -> None:
+        """Read the replies to the asks up to ``until``, keeping those still wanted, waiting at
+        most ``wait`` seconds for them; a reader that ended is done with."""
+        deadline = time.monotonic() + wait
+        while self._read <= until and self._reader is not None:
+            try:
+                if not self._answered(max(deadline - time.monotonic(), 0.0)):
+                    return  # still parsing (or not yet started)
+                answered, reply = self._receive()
+            except (EOFError, pickle.UnpicklingError, ValueError, OSError, struct.error):
+                self._stop()  # what it has not answered is parsed here
+                return
+            self._read += 1
+            if answered in self._asked:
+                self._replies[answered] = reply
+
+    def _answered(self, wait: float) -> bool:
+        """Whether a reply (or the end of the pipe) can be read within ``wait`` seconds."""
+        poller = select.poll()
+        poller.register(self._out(), select.POLLIN)
+        return bool(poller.poll(wait * 1000))
+
+    def _receive(self) -> tuple[int, tuple[str, str, str, Any]]:
+        """The next reply: its length, then its pickle (read from the pipe itself, never
+        through a buffer, so that :meth:`_answered` sees what is there)."""
+        fd = self._out()
+        (size,) = _LENGTH.unpack(_read_exactly(fd, _LENGTH.size))
+        # S301: pickles from this gateway's own reader, over a pipe only it holds
+        reply: tuple[int, tuple[str, str, str, Any]] = pickle.loads(  # noqa: S301
+            _read_exactly(fd, size))
+        return reply
+
+    def _out(self) -> int:
+        if self._reader is None or self._reader.stdout is None:
+            raise OSError("no pipe from the reader process")
+        return self._reader.stdout.fileno()
 
     def _stop(self) -> None:
         self._broken = True
         reader, self._reader = self._reader, None
         if reader is not None:
             _end(reader)
+
+    @property
+    def asked(self) -> int:
+        """Files given to the reader so far."""
+        return self._next
 
     def close(self) -> None:
         """End the reader process (it parses nothing more)."""
@@ -346,7 +414,8 @@ class Ahead:
 
 def serve_ahead() -> None:
     """The look-ahead reader: ``(number, path, channel, limit, streamed kinds)`` on stdin, one
-    ``(number, (sha256, channel, outcome, value))`` each on stdout, in order."""
+    ``(number, (sha256, channel, outcome, value))`` each on stdout, in order, each pickle after
+    its length (:data:`_LENGTH`)."""
     _ignore_stop_signals()
     source, out = sys.stdin.buffer, sys.stdout.buffer
     try:
@@ -355,8 +424,10 @@ def serve_ahead() -> None:
                 number, path, channel, limit, streamed = pickle.load(source)  # noqa: S301
             except EOFError:
                 return  # the gateway is done with it
-            pickle.dump((number, _parse_ahead(Path(path), channel, limit, streamed)), out,
-                        pickle.HIGHEST_PROTOCOL)
+            reply = pickle.dumps((number, _parse_ahead(Path(path), channel, limit, streamed)),
+                                 pickle.HIGHEST_PROTOCOL)
+            out.write(_LENGTH.pack(len(reply)))
+            out.write(reply)
             out.flush()
     except BrokenPipeError:
         os._exit(1)

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -325,7 +326,7 @@ def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None
             take = gateway.pipeline.ahead.take
 
             def counted(sha256: str, channel: str, take: Any = take) -> object:
-                got = take(sha256, channel)
+                got = take(sha256, channel, wait=10)  # the reader's answer, however slow
                 taken.append(type(got).__name__)
                 return got
 
@@ -361,37 +362,96 @@ def test_a_file_changed_after_it_was_asked_is_parsed_here(tmp_path: Path) -> Non
         old = sha256_of(first)
         write(first, b.positions("RGT", [b.position(1002, "1002")]))
         assert ahead.take(sha256_of(first), "esr") is None  # never asked for these bytes
-        assert ahead.take(old, "esr") is None  # its reply went with the ask above
+        assert ahead.take(old, "esr", wait=10) is None  # changed while it was read
         second = write(tmp_path / "b.xml", b.positions("RGT", [b.position(1003, "1003")]))
         ahead.ask(second, "esr")
         asked = sha256_of(second)
-        assert isinstance(ahead.take(asked, "esr"), reading.Parsed)
+        assert isinstance(ahead.take(asked, "esr", wait=10), reading.Parsed)
         ahead.ask(second, "esr")
-        assert ahead.take(asked, "tis") is None  # asked as another channel's file
+        assert ahead.take(asked, "tis", wait=10) is None  # asked as another channel's file
+    finally:
+        ahead.close()
+    assert readers() == []
+
+
+@pytest.fixture
+def answering(tmp_path: Path) -> Iterator[tuple[reading.Ahead, list[Path], int]]:
+    """A look-ahead reader that has answered for the first of three small files: the reader,
+    the files and its process id; at the end, closed and gone."""
+    files = [write(tmp_path / f"{n}.xml", b.positions("RGT", [b.position(n, str(n))]))
+             for n in (1, 2, 3)]
+    ahead = reading.Ahead(1 << 30, frozenset())
+    try:
+        ahead.ask(files[0], "esr")
+        assert isinstance(ahead.take(sha256_of(files[0]), "esr", wait=10), reading.Parsed)
+        yield ahead, files, the_reader()
     finally:
         ahead.close()
     assert readers() == []
 
 
 def test_a_look_ahead_reader_that_died_leaves_every_file_to_be_parsed_here(
-    tmp_path: Path,
+    answering: tuple[reading.Ahead, list[Path], int],
 ) -> None:
     """SIGKILL the reader: the files asked after are parsed here (take says None, nothing is
     raised), no reader is started again for them, and the dead one is reaped."""
-    files = [write(tmp_path / f"{n}.xml", b.positions("RGT", [b.position(n, str(n))]))
-             for n in (1, 2, 3)]
+    ahead, files, pid = answering
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not _running(pid), 10, "the killed reader to end")
+    ahead.ask(files[1], "esr")
+    ahead.ask(files[2], "esr")
+    assert ahead.take(sha256_of(files[1]), "esr", wait=10) is None
+    assert ahead.take(sha256_of(files[2]), "esr", wait=10) is None
+    assert readers() == []
+
+
+def test_a_file_the_reader_has_not_answered_is_parsed_here_without_waiting(
+    answering: tuple[reading.Ahead, list[Path], int],
+) -> None:
+    """The reader cannot answer (stopped here with SIGSTOP; in life: still starting, or its core
+    busy): take says None at once, and the file is parsed here. Its late answer is used for
+    nothing; the next file asked is the reader's again."""
+    ahead, files, pid = answering
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        ahead.ask(files[1], "esr")
+        got: list[object] = []
+        taking = threading.Thread(
+            target=lambda: got.append(ahead.take(sha256_of(files[1]), "esr")), daemon=True)
+        taking.start()
+        taking.join(timeout=10)  # it waited for the stopped reader before
+        assert not taking.is_alive()
+        assert got == [None]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    ahead.ask(files[2], "esr")
+    third = ahead.take(sha256_of(files[2]), "esr", wait=10)
+    assert isinstance(third, reading.Parsed)
+    assert [p.position_number for p in third.document.positions] == ["3"]
+    assert readers() == [pid]  # the same reader, answering again
+
+
+def test_files_asked_and_never_taken_neither_block_nor_pile_up(tmp_path: Path) -> None:
+    """Thousands of files asked and never taken (duplicates are never parsed): their answers,
+    together larger than the pipe, once filled it and stopped the reader, and then the asks
+    filled the other pipe and stopped the gateway. Now the asks go on; the reader has at most
+    ``WAITING`` of them in hand, its answers are taken off the pipe, and only the asks that can
+    still be taken are kept. The last file asked is still the reader's."""
+    big = write(tmp_path / "big.xml",
+                b.positions("RGT", [b.position(n, str(n)) for n in range(1, 401)]))
+    sha = sha256_of(big)
     ahead = reading.Ahead(1 << 30, frozenset())
     try:
-        ahead.ask(files[0], "esr")
-        assert isinstance(ahead.take(sha256_of(files[0]), "esr"), reading.Parsed)
-        pid = the_reader()
-        os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not _running(pid), 10, "the killed reader to end")
-        ahead.ask(files[1], "esr")
-        ahead.ask(files[2], "esr")
-        assert ahead.take(sha256_of(files[1]), "esr") is None
-        assert ahead.take(sha256_of(files[2]), "esr") is None
-        assert readers() == []
+        asking = threading.Thread(target=lambda: [ahead.ask(big, "esr") for _ in range(2000)],
+                                  daemon=True)
+        asking.start()
+        asking.join(timeout=60)  # it never ended before
+        assert not asking.is_alive()
+        assert len(ahead._asked) <= reading.WAITING  # what it holds: the asks still wanted
+        assert len(ahead._replies) <= reading.WAITING
+        got = ahead.take(sha, "esr", wait=10)
+        assert isinstance(got, reading.Parsed)
+        assert len(got.document.positions) == 400
     finally:
         ahead.close()
     assert readers() == []
