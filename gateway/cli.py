@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from gateway import config as config_module
-from gateway import logs, reading
+from gateway import logs
 from gateway.documents import BY_ROOT
 from gateway.errors import (
     AlreadyRunning,
@@ -239,7 +239,7 @@ def ask_ahead(pipeline: Pipeline, path: Path, settings: config_module.Settings) 
         channel = _channel_of(path, settings, pipeline)
     except (GatewayError, OSError):
         return
-    pipeline.ahead.ask(path, channel)
+    pipeline.ask_ahead(path, channel)
 
 
 def _take_through(
@@ -252,10 +252,9 @@ def _take_through(
     or could not be processed). ``ahead``: the items' claims ask the pipeline's look-ahead
     reader to parse the next file while this one is decided (a second core needed)."""
     worst = EXIT_OK
-    with _pipeline(settings) as pipeline, pipeline.holding():
-        if ahead and reading.cores() > 1:
-            pipeline.ahead = reading.Ahead(settings.intake.max_bytes,
-                                           frozenset(pipeline.streams))
+    with _pipeline(settings) as pipeline, pipeline.holding(), (
+        pipeline.looking_ahead() if ahead else nullcontext()
+    ):
         try:
             for receipt in pipeline.recover():
                 pipeline.process(receipt, day)
@@ -271,9 +270,6 @@ def _take_through(
         except OutputLost as exc:
             click.echo(f"error: {exc}", err=True)
             worst = EXIT_REJECTED
-        finally:
-            if pipeline.ahead is not None:
-                pipeline.ahead.close()
     return worst
 
 

@@ -225,12 +225,18 @@ class Daemon:
                 return
             if retry.due <= now:
                 self._process(retry.receipt)
-        for path, channel in [] if self._held_back() else self.intake.ready():
-            if self._held_back():
-                return
-            receipt = self._claim(path, channel)
-            if receipt is not None:
-                self._process(receipt)
+        ready = [] if self._held_back() else self.intake.ready()
+        # several files at once (a night's extracts): each parsed while the one before it is
+        # decided, by a reader process that ends with the batch
+        with self.pipeline.looking_ahead() if len(ready) > 1 else contextlib.nullcontext():
+            for n, (path, channel) in enumerate(ready):
+                if self._held_back():
+                    return
+                if n + 1 < len(ready):
+                    self.pipeline.ask_ahead(*ready[n + 1])
+                receipt = self._claim(path, channel)
+                if receipt is not None:
+                    self._process(receipt)
         if now - self._last_sweep >= self.settings.intake.rescan_seconds:
             self._last_sweep = now
             for receipt in self._guard(partial(self.pipeline.recover, self._retries)) or []:

@@ -27,6 +27,7 @@ ALLOWED_KEYS = frozenset(
         "observer", "held", "released", "duplicate_of", "ack", "errors", "config", "dropped_keys",
         "exception", "attempts", "lease_seconds", "owner",
         "expected", "every_hours", "since", "freed", "kept", "vpds", "resend", "requeued_from",
+        "asked", "used",
     }
 )
 

@@ -172,6 +172,29 @@ class Pipeline:
             stop.set()
             thread.join(timeout=5)
 
+    @contextlib.contextmanager
+    def looking_ahead(self) -> Iterator[None]:
+        """Within the block, a file asked for with :meth:`ask_ahead` is parsed by a reader
+        process while the one before it is decided (:class:`~gateway.reading.Ahead`), if the
+        machine has a second core; the reader ends with the block."""
+        if self.ahead is not None or reading.cores() < 2:
+            yield
+            return
+        self.ahead = reading.Ahead(self.settings.intake.max_bytes, frozenset(self.streams))
+        try:
+            yield
+        finally:
+            ahead, self.ahead = self.ahead, None
+            ahead.close()
+            if ahead.asked:
+                log.info("lookahead.ended", asked=ahead.asked, used=ahead.used)
+
+    def ask_ahead(self, path: Path, channel: str) -> None:
+        """Have the look-ahead reader, if there is one, parse ``path`` (a file of ``channel``
+        to be claimed next). Never fails: a file it cannot read now is parsed in its turn."""
+        if self.ahead is not None:
+            self.ahead.ask(path, channel)
+
     # --- claim ---------------------------------------------------------------------------------
 
     def claim(self, source: Path, channel: str, *, copy: bool = False) -> Receipt:

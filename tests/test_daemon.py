@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from gateway import reading
 from tests import builders as b
 from tests.conftest import write_config
 from tests.daemon import DaemonProcess, start_with_the_rotation_post, wait_until
@@ -95,6 +96,52 @@ def test_daemon_duplicate_drop_gets_duplicate_ack(daemon: DaemonProcess) -> None
     after = sorted(p for p in (root / "outbox").rglob("*") if p.is_file())
     assert [p.name for p in after if p not in outputs] == ["b.ack.xml"]
     assert daemon.terminate() == 0
+
+
+def test_files_found_together_are_parsed_ahead_by_a_reader_that_ends_with_the_batch(
+    daemon: DaemonProcess,
+) -> None:
+    """A night's extracts, all in the inbox when the daemon looks: each is acknowledged as
+    processed, in order; with a second core, a reader process was given the files after the
+    first (``lookahead.ended``, once for the batch), and it is gone once the batch is done."""
+    root = daemon.root
+    inbox = root / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    names = [f"positions-{n:02d}.xml" for n in range(12)]
+    for n, name in enumerate(names):
+        (inbox / name).write_text(b.positions(f"R{n:02d}", [
+            b.position(100 * n + i, dpn=f"EOE/R{n:02d}/{i:03d}/FY1/001") for i in range(1, 40)
+        ]))
+    daemon.start()
+    wait_until(lambda: len(acks(root)) == len(names), what="every acknowledgement")
+    for name in names:
+        ack = assert_valid(root / "outbox" / "reports" / "acks" / name.replace(".xml", ".ack.xml"))
+        assert ack.get("status") == "processed"
+    assert daemon.proc is not None
+    assert_no_children = lambda: not children(daemon.proc.pid)  # noqa: E731
+    wait_until(assert_no_children, what="the reader process to end with the batch")
+    ended = [e for e in daemon.logs() if e["event"] == "lookahead.ended"]
+    if reading.cores() > 1:
+        assert len(ended) == 1
+        assert 1 <= ended[0]["asked"] <= len(names) - 1
+        assert 0 <= ended[0]["used"] <= ended[0]["asked"]
+    else:
+        assert ended == []
+    assert daemon.terminate() == 0
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
 
 
 def test_a_blocked_output_folder_pauses_intake_and_is_never_counted_against_the_file(
