@@ -540,9 +540,13 @@ class Pipeline:
                  settle: Callable[[], None] | None = None) -> None:
         """Rename ``outputs`` into place and forget them. With ``settle`` (an inbound file's
         outputs), the acknowledgement goes last, after ``settle`` has moved the input on: an
-        acknowledgement in ``outbox/`` means the file is done (spec 3, steps 5 and 6)."""
+        acknowledgement in ``outbox/`` means the file is done (spec 3, steps 5 and 6); the
+        outputs are forgotten when the file's receipt is closed, in one transaction with it
+        (a crash before that publishes them again, which finds them in place)."""
         if settle is None:
             files.publish_all(outputs)
+            self.store.clear_outputs(rid)
+            faults.crashpoint("published")
         else:
             acks: list[files.Written] = []
             others: list[files.Written] = []
@@ -553,9 +557,6 @@ class Pipeline:
             settle()
             faults.crashpoint("archived")
             files.publish_all(acks)
-        self.store.clear_outputs(rid)
-        if settle is None:
-            faults.crashpoint("published")
 
     def _move_input(self, receipt: Receipt, status: str) -> None:
         """The input from ``var/processing/`` to the quarantine (rejected) or the archive; done

@@ -177,6 +177,22 @@ def test_pending_outputs_keep_inode_and_size(open_store: StoreFactory) -> None:
     assert store.pending_outputs() == []
 
 
+def test_closing_a_receipt_forgets_its_pending_outputs_and_no_others(
+    open_store: StoreFactory,
+) -> None:
+    """A file's last step, one transaction: its receipt closed (no longer held) and its
+    outputs forgotten; another receipt's and the jobs' stay to be published."""
+    store = open_store()
+    mine, other = claim(store, "a.xml"), claim(store, "b.xml")
+    store.add_pending_outputs(mine, [(Path("/o/.a.t.tmp"), Path("/o/a"), 1, 2)])
+    store.add_pending_outputs(other, [(Path("/o/.b.t.tmp"), Path("/o/b"), 3, 4)])
+    store.add_pending_outputs(0, [(Path("/o/.c.t.tmp"), Path("/o/c"), 5, 6)])
+    store.close_receipt(mine)
+    assert store.pending_outputs(mine) == []
+    assert sorted(p.final for p in store.pending_outputs()) == [Path("/o/b"), Path("/o/c")]
+    assert [h.receipt.id for h in store.held_receipts()] == [other]
+
+
 def test_the_store_has_one_identity(open_store: StoreFactory) -> None:
     """The identity is made once: a new store says so, a second look gets the same one."""
     store = open_store()

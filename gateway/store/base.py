@@ -415,11 +415,15 @@ class SqlStore:
         self._execute("DELETE FROM pending_outputs WHERE receipt_id = ?", (rid,))
 
     def close_receipt(self, rid: int) -> None:
-        """The input has left ``var/processing/``: nothing more to recover for it."""
-        self._execute(
-            "UPDATE receipts SET closed = 1, owner = NULL, lease_until = NULL WHERE id = ?",
-            (rid,),
-        )
+        """The input has left ``var/processing/`` and the outputs are in place: nothing more to
+        recover for it. Its pending outputs are forgotten in the same transaction (one commit
+        for both: a file's last)."""
+        with self.transaction():
+            self._execute("DELETE FROM pending_outputs WHERE receipt_id = ?", (rid,))
+            self._execute(
+                "UPDATE receipts SET closed = 1, owner = NULL, lease_until = NULL WHERE id = ?",
+                (rid,),
+            )
 
     def file_counts(self) -> list[tuple[str, str, int]]:
         """(channel, status, count) over the whole ledger."""

@@ -168,7 +168,8 @@ class Ledger(Protocol):
         ...
 
     def close_receipt(self, rid: int) -> None:
-        """The input has left ``var/processing/``: nothing more to recover for it."""
+        """The input has left ``var/processing/`` and the outputs are in place: nothing more to
+        recover for it; its pending outputs forgotten with it, in one transaction."""
         ...
 
     def file_counts(self) -> list[tuple[str, str, int]]:
