@@ -184,15 +184,23 @@ def _check_partner_keys(settings: config_module.Settings) -> None:
 
 
 def _channel_of(path: Path, settings: config_module.Settings, pipeline: Pipeline) -> str:
-    parent = path.resolve().parent
-    if parent.parent == settings.paths.inbox.resolve() and parent.name in config_module.CHANNELS:
-        return parent.name
+    channel = _inbox_channel(path, settings)
+    if channel is not None:
+        return channel
     try:
         root = read_root(path, settings.intake.max_bytes)
     except RejectedFile:
         return config_module.UNKNOWN_CHANNEL
     kind = BY_ROOT.get((root.namespace, root.name))
     return kind.channel.value if kind else config_module.UNKNOWN_CHANNEL
+
+
+def _inbox_channel(path: Path, settings: config_module.Settings) -> str | None:
+    """The channel of a file in an inbox folder (``inbox/<channel>/``); None if elsewhere."""
+    parent = path.resolve().parent
+    if parent.parent == settings.paths.inbox.resolve() and parent.name in config_module.CHANNELS:
+        return parent.name
+    return None
 
 
 @main.command()
@@ -230,14 +238,16 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
 
 
 def ask_ahead(pipeline: Pipeline, path: Path, settings: config_module.Settings) -> None:
-    """Have the look-ahead reader parse ``path`` while the file before it is decided. Never
-    fails: a file it cannot look at now (unreadable, gone) is the pipeline's to refuse when its
-    turn comes, not a reason to fail the file in hand."""
+    """Have the look-ahead reader parse ``path`` while the file before it is decided, as from
+    the channel its claim will give it (:func:`_channel_of`: a file outside the inbox has its
+    root element read by the reader, not here). Never fails: a file it cannot look at now
+    (unreadable, gone) is the pipeline's to refuse when its turn comes, not a reason to fail
+    the file in hand."""
     if pipeline.ahead is None:
         return
     try:
-        channel = _channel_of(path, settings, pipeline)
-    except (GatewayError, OSError):
+        channel = _inbox_channel(path, settings)
+    except OSError:
         return
     pipeline.ask_ahead(path, channel)
 

@@ -189,9 +189,10 @@ class Pipeline:
             if ahead.asked:
                 log.info("lookahead.ended", asked=ahead.asked, used=ahead.used)
 
-    def ask_ahead(self, path: Path, channel: str) -> None:
+    def ask_ahead(self, path: Path, channel: str | None) -> None:
         """Have the look-ahead reader, if there is one, parse ``path`` (a file of ``channel``
-        to be claimed next). Never fails: a file it cannot read now is parsed in its turn."""
+        to be claimed next; None: of the channel its root names). Never fails: a file it cannot
+        read now is parsed in its turn."""
         if self.ahead is not None:
             self.ahead.ask(path, channel)
 
@@ -286,7 +287,10 @@ class Pipeline:
         errors: list[FileError] = []
         duplicate_of = None
         kind: tuple[str, str | None] | None = None  # (flow, the document's VPD) once parsed
-        root = None if earlier is not None else self._root(path)
+        # the look-ahead reader's document or rejection for these bytes, if it has one (never
+        # a streamed kind's): then the root need not be read here
+        ahead = None if earlier is not None else self._ahead(receipt)
+        root = None if earlier is not None or ahead is not None else self._root(path)
         streamed = None if root is None else self._stream(receipt, ctx, root)
         if streamed is not None:
             status, (totals, count) = "processed", streamed
@@ -297,7 +301,7 @@ class Pipeline:
                                     f"same content as the earlier file {earlier}")]
             else:
                 try:
-                    parsed = self._parsed(receipt, root)
+                    parsed = self._parsed(receipt, root, ahead)
                     kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
                     plan = self.flows[parsed.kind.name](parsed.document, ctx)
                     del parsed  # the file's records: the plan keeps what it needs of them
@@ -424,14 +428,18 @@ class Pipeline:
                 due = time.monotonic() + every
             yield record
 
-    def _parsed(self, receipt: Receipt, root: Root | None) -> Parsed:
-        """The claimed file parsed: by the look-ahead reader if it parsed these very bytes
-        (:class:`~gateway.reading.Ahead`), else here."""
-        got = self.ahead.take(receipt.sha256, receipt.channel) if self.ahead else None
-        if isinstance(got, RejectedFile):
-            raise got
-        if got is not None:
-            return got
+    def _ahead(self, receipt: Receipt) -> Parsed | RejectedFile | None:
+        """What the look-ahead reader made of these very bytes, if it has it ready
+        (:class:`~gateway.reading.Ahead`); None: the file is read here."""
+        return self.ahead.take(receipt.sha256, receipt.channel) if self.ahead else None
+
+    def _parsed(self, receipt: Receipt, root: Root | None,
+                ahead: Parsed | RejectedFile | None) -> Parsed:
+        """The claimed file parsed: by the look-ahead reader (``ahead``), else here."""
+        if isinstance(ahead, RejectedFile):
+            raise ahead
+        if ahead is not None:
+            return ahead
         return self.parse(Path(receipt.processing_path), receipt.channel, root)
 
     def parse(self, path: Path, channel: str | None, root: Root | None = None) -> Parsed:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import gateway
+from gateway.config import UNKNOWN_CHANNEL
 from gateway.documents import BY_ROOT, KINDS, DocumentKind
 from gateway.errors import RejectedFile, TransientError
 from gateway.transport.files import sha256_of
@@ -295,21 +296,27 @@ class Ahead:
         self._read = 0  # replies read so far
         self.used = 0  # answers taken: files not parsed in the gateway's own process
 
-    def ask(self, path: Path, channel: str) -> None:
-        """Start parsing ``path`` (as from ``channel``) in the reader process; not if the
-        reader has :data:`WAITING` files in hand already (this one is parsed in its turn)."""
+    def ask(self, path: Path, channel: str | None) -> None:
+        """Start parsing ``path`` (as from ``channel``; None: the channel its root element
+        names, as ``process`` claims a file from outside the inbox) in the reader process; not
+        if the reader has :data:`WAITING` files in hand already (this one is parsed in its
+        turn). Never fails: a file that cannot be read now is parsed in its turn, which says
+        why; a reader that cannot be started or reached is done with."""
         if self._broken:
             return
+        if self._reader is not None:
+            # what it has answered, taken off the pipe: a reader never waits on a full pipe,
+            # whatever is never taken (a duplicate is never parsed)
+            self._collect(self._next - 1, 0.0)
+            if self._broken or self._next - self._read >= WAITING:
+                return
         try:
             if os.stat(path).st_size > AHEAD_BYTES:
                 return
-            if self._reader is not None:
-                # what it has answered, taken off the pipe: a reader never waits on a full
-                # pipe, whatever is never taken (a duplicate is never parsed)
-                self._collect(self._next - 1, 0.0)
-                if self._broken or self._next - self._read >= WAITING:
-                    return
             sha = sha256_of(path)
+        except OSError:
+            return
+        try:
             if self._reader is None:
                 self._reader = _start("serve_ahead", asks=True)
             pipe = self._reader.stdin
@@ -318,9 +325,8 @@ class Ahead:
             pickle.dump((self._next, str(path), channel, self.limit, self.streamed), pipe,
                         pickle.HIGHEST_PROTOCOL)
             pipe.flush()
-        except OSError:  # unreadable here (parsed here, which says why), or no reader to be had
-            if self._reader is not None:
-                self._stop()
+        except OSError:
+            self._stop()
             return
         self._asked[self._next] = sha
         self._next += 1
@@ -433,12 +439,14 @@ def serve_ahead() -> None:
         os._exit(1)
 
 
-def _parse_ahead(path: Path, channel: str, limit: int, streamed: frozenset[str]
+def _parse_ahead(path: Path, channel: str | None, limit: int, streamed: frozenset[str]
                  ) -> tuple[str, str, str, Any]:
     try:
         sha = sha256_of(path)
         root = read_root(path, limit)
         kind = BY_ROOT.get((root.namespace, root.name))
+        if channel is None:  # the one ``process`` claims it from (cli._channel_of)
+            channel = kind.channel.value if kind is not None else UNKNOWN_CHANNEL
         if kind is not None and kind.name in streamed:
             return sha, channel, _SKIPPED, None
         try:
@@ -450,4 +458,4 @@ def _parse_ahead(path: Path, channel: str, limit: int, streamed: frozenset[str]
             return sha, channel, _CHANGED, None
         return sha, channel, *outcome
     except Exception:  # anything else: the gateway parses the file itself
-        return "", channel, _SKIPPED, None
+        return "", channel or "", _SKIPPED, None

@@ -346,9 +346,10 @@ def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None
     assert results[True][0] == ["processed", "processed", "processed", "rejected", "rejected",
                                 "processed", "duplicate"]
     assert results[True] == results[False]
-    # the first file was not asked (parsed here); the placements were streamed, the duplicate
-    # never parsed; the others came from the reader, a rejection as a rejection
-    assert taken == ["NoneType", "Parsed", "Parsed", "RejectedFile", "RejectedFile"]
+    # the first file was not asked (parsed here); the reader left the placements (streamed as
+    # they are decided); the duplicate was never parsed; the others came from the reader, a
+    # rejection as a rejection
+    assert taken == ["NoneType", "Parsed", "Parsed", "RejectedFile", "RejectedFile", "NoneType"]
     assert readers() == []
 
 
@@ -457,33 +458,28 @@ def test_files_asked_and_never_taken_neither_block_nor_pile_up(tmp_path: Path) -
     assert readers() == []
 
 
-def test_a_next_file_that_cannot_be_looked_at_is_left_for_its_turn(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """``process a b``: b cannot be read while a is claimed (its permissions, a broken mount):
-    asking ahead for it raises nothing and asks nothing; b is refused in its own turn."""
+def test_a_next_file_that_cannot_be_looked_at_is_left_for_its_turn(tmp_path: Path) -> None:
+    """``process a b c``: b cannot be read while a is decided (gone; a folder where the file
+    was): asking ahead for it raises nothing, gives the reader nothing and does not end it (b is
+    the pipeline's to refuse in its turn). c, outside the inbox, is asked with no channel: the
+    reader reads the channel from its root, as the claim will."""
     from gateway import cli  # noqa: PLC0415
 
     gateway = new_gateway(tmp_path / "gw", streamed=True)
-    gateway.pipeline.ahead = reading.Ahead(1 << 30, frozenset())
-    asked: list[Path] = []
-    monkeypatch.setattr(gateway.pipeline.ahead, "ask",
-                        lambda path, channel: asked.append(path))
+    ahead = gateway.pipeline.ahead = reading.Ahead(1 << 30, frozenset())
     try:
-        def unreadable(path: Path, settings: object, pipeline: object) -> str:
-            raise PermissionError(13, "Permission denied", str(path))
-
-        monkeypatch.setattr(cli, "_channel_of", unreadable)
-        cli.ask_ahead(gateway.pipeline, tmp_path / "b.xml", gateway.settings)
-        assert asked == []
-        monkeypatch.undo()
-        monkeypatch.setattr(gateway.pipeline.ahead, "ask",
-                            lambda path, channel: asked.append(path))
         cli.ask_ahead(gateway.pipeline, tmp_path / "missing.xml", gateway.settings)
-        assert asked == []  # gone: nothing to look at
+        (tmp_path / "b.xml").mkdir()
+        cli.ask_ahead(gateway.pipeline, tmp_path / "b.xml", gateway.settings)
+        assert ahead.asked == 0
+        assert readers() == []
         readable = write(tmp_path / "c.xml", b.positions("RGT", [b.position(1)]))
         cli.ask_ahead(gateway.pipeline, readable, gateway.settings)
-        assert asked == [readable]
+        assert ahead.asked == 1
+        assert isinstance(ahead.take(sha256_of(readable), "esr", wait=10), reading.Parsed)
+        cli.ask_ahead(gateway.pipeline, readable, gateway.settings)
+        assert ahead.take(sha256_of(readable), "tis", wait=10) is None  # not its channel
     finally:
-        gateway.pipeline.ahead.close()
+        ahead.close()
         gateway.store.close()
+    assert readers() == []
