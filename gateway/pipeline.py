@@ -29,6 +29,7 @@ same way, and nothing else changes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import re
@@ -303,7 +304,10 @@ class Pipeline:
                 try:
                     parsed = self._parsed(receipt, root, ahead)
                     kind = (parsed.kind.name, getattr(parsed.document, "vpd", None))
-                    plan = self.flows[parsed.kind.name](parsed.document, ctx)
+                    plan = self.flows[parsed.kind.name](
+                        parsed.document,
+                        dataclasses.replace(ctx, prepared=parsed.prepared)
+                        if parsed.prepared else ctx)
                     del parsed  # the file's records: the plan keeps what it needs of them
                     status = "processed"
                 except RejectedFile as rejected:

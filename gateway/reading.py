@@ -28,8 +28,8 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +99,34 @@ def read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]:
         yield kind.read_record(element)
 
 
+PERSONS_JSON, PERSONS_SENT = "persons.json", "persons.sent"
+
+
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """A validated inbound document and its kind."""
+    """A validated inbound document and its kind; ``prepared``: work on its records that needs
+    nothing but them, done where they were parsed (the look-ahead reader's, :func:`prepare`)."""
 
     kind: DocumentKind
     document: Any
+    prepared: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+
+def prepare(parsed: Parsed) -> Parsed:
+    """``parsed`` with the work on its records that the flow would otherwise do in the
+    gateway's own process: a person extract's persons as the store encodes them
+    (:data:`PERSONS_JSON`) and the text of each that their fingerprint hashes
+    (:data:`PERSONS_SENT`). Other kinds as they are."""
+    if parsed.kind.name != "persons":
+        return parsed
+    from gateway.rules.persons import sent_text  # noqa: PLC0415 - the reader's work only
+    from gateway.store import codec  # noqa: PLC0415
+
+    persons = parsed.document.persons
+    return Parsed(parsed.kind, parsed.document, {
+        PERSONS_JSON: tuple(codec.dumps(p) for p in persons),
+        PERSONS_SENT: tuple(sent_text(p) for p in persons),
+    })
 
 
 def parse(path: Path, channel: str | None, limit: int, root: Root | None = None) -> Parsed:
@@ -355,9 +377,9 @@ class Ahead:
         if sha != sha256 or asked_channel != channel:
             return None
         if outcome == _PARSED:
-            name, document = value
+            name, document, prepared = value
             self.used += 1
-            return Parsed(next(k for k in KINDS if k.name == name), document)
+            return Parsed(next(k for k in KINDS if k.name == name), document, prepared)
         if outcome == _REJECTED:
             self.used += 1
             return RejectedFile(value)
@@ -450,8 +472,9 @@ def _parse_ahead(path: Path, channel: str | None, limit: int, streamed: frozense
         if kind is not None and kind.name in streamed:
             return sha, channel, _SKIPPED, None
         try:
-            parsed = parse(path, channel, limit, root)
-            outcome: tuple[str, Any] = (_PARSED, (parsed.kind.name, parsed.document))
+            parsed = prepare(parse(path, channel, limit, root))
+            outcome: tuple[str, Any] = (
+                _PARSED, (parsed.kind.name, parsed.document, parsed.prepared))
         except RejectedFile as rejected:
             outcome = (_REJECTED, rejected.errors)
         if sha256_of(path) != sha:

@@ -20,6 +20,8 @@ from gateway import reading
 from gateway.documents import KINDS, DocumentKind
 from gateway.errors import RejectedFile, TransientError
 from gateway.flows import placements as placement_flow
+from gateway.rules.persons import sent_text
+from gateway.store import codec
 from gateway.transport.files import sha256_of
 from gateway.xml.schemas import schema
 from tests import builders as b
@@ -351,6 +353,39 @@ def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None
     # rejection as a rejection
     assert taken == ["NoneType", "Parsed", "Parsed", "RejectedFile", "RejectedFile", "NoneType"]
     assert readers() == []
+
+
+def test_a_person_extract_parsed_ahead_comes_with_its_persons_prepared(tmp_path: Path) -> None:
+    """The reader encodes each person as the store does and makes the text of each that its
+    fingerprint hashes, in order, exactly as the gateway would (names that need escaping, no
+    optional parts, every optional part); other kinds come as parsed."""
+    persons = write(tmp_path / "persons.xml", b.persons("RGT", [
+        b.person("E1", [b.assignment("A1", "1001", start="2026-01-01")],
+                 forenames="Zoë & <Ann>", surname="O'Neil \"Jr\"", dob="1995-03-04"),
+        b.person("E2", [b.assignment("A2", "1002", start="2026-02-01")], nino=None, gmc=None),
+        b.person("E3", [b.assignment("A3", "1003", start="2026-03-01")], title="Dr",
+                 email="e3@example.org", address={"Line1": "1 Road", "Town": "Leeds",
+                                                  "Postcode": "LS1 1AA"},
+                 absences=[("Maternity", "2026-05-01", None)]),
+    ]))
+    positions = write(tmp_path / "positions.xml", b.positions("RGT", [b.position(1001)]))
+    ahead = reading.Ahead(1 << 30, frozenset())
+    try:
+        ahead.ask(persons, "esr")
+        got = ahead.take(sha256_of(persons), "esr", wait=10)
+        ahead.ask(positions, "esr")
+        other = ahead.take(sha256_of(positions), "esr", wait=10)
+    finally:
+        ahead.close()
+    assert isinstance(got, reading.Parsed)
+    assert isinstance(other, reading.Parsed)
+    here = reading.parse(persons, "esr", LIMIT).document.persons
+    assert got.document.persons == here
+    assert got.prepared == {
+        reading.PERSONS_JSON: tuple(codec.dumps(p) for p in here),
+        reading.PERSONS_SENT: tuple(sent_text(p) for p in here),
+    }
+    assert other.prepared == {}
 
 
 def test_a_file_changed_after_it_was_asked_is_parsed_here(tmp_path: Path) -> None:

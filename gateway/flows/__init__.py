@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import partial
@@ -62,6 +62,9 @@ class Context:
     as_of: date
     now: str
     receipt: Receipt | None = None
+    # work on the document's records done where it was parsed (reading.Parsed.prepared)
+    prepared: Mapping[str, Sequence[str]] = field(default_factory=dict, compare=False,
+                                                  repr=False)
     # the outputs' paths as checked (:meth:`output`: a window at a time asks for the same ones)
     _paths: dict[tuple[str, str, str], Path] = field(default_factory=dict, compare=False,
                                                      repr=False)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from functools import partial
 
 from gateway.flows import Context, Output, Plan
 from gateway.models import PersonExtract
+from gateway.reading import PERSONS_JSON, PERSONS_SENT
 from gateway.rules.persons import PersonUpdate, person_update
 from gateway.store.interfaces import PersonState
 from gateway.xml import writers
@@ -21,9 +23,11 @@ def plan(extract: PersonExtract, ctx: Context) -> Plan:
         ctx.store.posts(vpd),
         ctx.store.fingerprints(vpd),
         ctx.as_of,
+        sent=ctx.prepared.get(PERSONS_SENT),
     )
     result = update_plan(ctx, vpd, update, extract.extract_date, "delta")
-    result.changes.insert(0, partial(_replace_persons, vpd, extract))
+    result.changes.insert(0, partial(_replace_persons, vpd, extract,
+                                     ctx.prepared.get(PERSONS_JSON)))
     return result
 
 
@@ -57,8 +61,9 @@ def update_plan(
     return result
 
 
-def _replace_persons(vpd: str, extract: PersonExtract, store: PersonState) -> None:
-    store.replace_persons(vpd, extract.persons)
+def _replace_persons(vpd: str, extract: PersonExtract, encoded: Sequence[str] | None,
+                     store: PersonState) -> None:
+    store.replace_persons(vpd, extract.persons, encoded)
 
 
 def _remember(

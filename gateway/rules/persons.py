@@ -8,7 +8,8 @@ deanery with nothing to send gets no file.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date
 from operator import attrgetter
@@ -68,18 +69,25 @@ _SENT_TEXT = (
     f"({Person.__qualname__}("
     + ", ".join("assignments=()" if name == "assignments" else f"{name}={{!r}}"
                 for name in _PERSON_FIELDS)
-    + "), {!r}, {!r})"
+    + "), "
 )
 _SENT_FIELDS = attrgetter(*(name for name in _PERSON_FIELDS if name != "assignments"))
 
 
-def fingerprint(person: Person, dpn: str, position_number: str) -> str:
-    """U2: the content sent for a person (4.2 fields, DPN, position, absences), hashed.
+def sent_text(person: Person) -> str:
+    """The person's part of the text :func:`fingerprint` hashes: the same whatever DPN and
+    position they are sent with (the look-ahead reader makes it beside the rules)."""
+    return _SENT_TEXT.format(*_SENT_FIELDS(person))
+
+
+def fingerprint(person: Person, dpn: str, position_number: str, sent: str | None = None) -> str:
+    """U2: the content sent for a person (4.2 fields, DPN, position, absences), hashed;
+    ``sent``: the person's :func:`sent_text`, if made already.
 
     The text hashed is ``repr((replace(person, assignments=()), dpn, position_number))`` (the
     dataclass repr is deterministic and names every field), made without the copy, in one
     ``str.format`` of the fields: fingerprints stored by earlier versions stay the same."""
-    text = _SENT_TEXT.format(*_SENT_FIELDS(person), dpn, position_number)
+    text = (sent_text(person) if sent is None else sent) + f"{dpn!r}, {position_number!r})"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -105,11 +113,14 @@ def person_update(
     as_of: date,
     *,
     full: bool = False,
+    sent: Sequence[str] | None = None,
 ) -> PersonUpdate:
-    """U1–U3: who goes to which deanery, and the fingerprints to remember."""
+    """U1–U3: who goes to which deanery, and the fingerprints to remember. ``sent``: each
+    person's :func:`sent_text`, in order, if made already."""
     by_number = {p.position_number: p for p in positions}
     update = PersonUpdate()
-    for person in persons:
+    texts: Iterable[str | None] = sent if sent is not None else itertools.repeat(None)
+    for person, made in zip(persons, texts, strict=sent is not None):
         pid = person.esr_person_id
         found = scope(person, by_number, as_of)
         last = previous.get(pid)
@@ -131,7 +142,7 @@ def person_update(
         dpn = position.dpn or ""
         row = PersonRow(
             person, dpn, assignment.position_number, deanery_of(position),
-            fingerprint(person, dpn, assignment.position_number),
+            fingerprint(person, dpn, assignment.position_number, made),
         )
         changed = last is None or last[0] != row.fingerprint or not last[1]
         if changed or full:

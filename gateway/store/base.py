@@ -530,15 +530,17 @@ class SqlStore:
 
     # --- persons -------------------------------------------------------------------------------
 
-    def replace_persons(self, vpd: str, persons: Sequence[Person]) -> None:
-        """Make ``persons`` the VPD's persons (a person extract is a full snapshot).
+    def replace_persons(self, vpd: str, persons: Sequence[Person],
+                        encoded: Sequence[str] | None = None) -> None:
+        """Make ``persons`` the VPD's persons (a person extract is a full snapshot);
+        ``encoded``: each one's :func:`codec.dumps`, in order, if made already.
 
         Only what differs is written: a daily extract changes a few persons of hundreds, and
         rewriting them all (with their assignments and four indexes) was most of its store time.
         """
         stored = dict(self._execute(
             "SELECT esr_person_id, data FROM persons WHERE vpd = ?", (vpd,)))
-        changed, same = _changes(stored, persons, lambda p: p.esr_person_id)
+        changed, same = _changes(stored, persons, lambda p: p.esr_person_id, encoded)
         stale = [(vpd, pid) for pid in stored if pid not in same]  # gone, or changed
         if stale:
             self._executemany("DELETE FROM persons WHERE vpd = ? AND esr_person_id = ?", stale)
@@ -1150,13 +1152,18 @@ def _chunks(values: Sequence[T]) -> Iterator[list[T]]:
 
 
 def _changes(
-    stored: Mapping[K, str], records: Sequence[T], key: Callable[[T], K]
+    stored: Mapping[K, str], records: Sequence[T], key: Callable[[T], K],
+    encodings: Sequence[str] | None = None,
 ) -> tuple[list[tuple[T, str]], set[K]]:
     """What writing ``records`` over ``stored`` (key → JSON) changes: the records whose JSON
     differs, each with its JSON, and the keys whose stored row stays as it is. With a key twice
     nothing stays: all are written as given, and the table's key refuses them, as it always did.
+    ``encodings``: the records' JSON, in order, if made already.
     """
-    encoded = [(r, codec.dumps(r)) for r in records]
+    encoded = (
+        [(r, codec.dumps(r)) for r in records] if encodings is None
+        else list(zip(records, encodings, strict=True))
+    )
     if len({key(r) for r in records}) < len(records):
         return encoded, set()
     same = {key(r) for r, data in encoded if stored.get(key(r)) == data}

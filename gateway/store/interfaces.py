@@ -238,8 +238,10 @@ class Positions(Protocol):
 class Persons(Protocol):
     """ESR persons and their assignments per VPD, and what was last sent to TIS."""
 
-    def replace_persons(self, vpd: str, persons: Sequence[Person]) -> None:
-        """Make ``persons`` the VPD's persons (a person extract is a full snapshot)."""
+    def replace_persons(self, vpd: str, persons: Sequence[Person],
+                        encoded: Sequence[str] | None = None) -> None:
+        """Make ``persons`` the VPD's persons (a person extract is a full snapshot);
+        ``encoded``: each one as the store encodes it, in order, if made already."""
         ...
 
     def persons(self, vpd: str) -> list[Person]:
