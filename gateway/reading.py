@@ -275,6 +275,10 @@ AHEAD_BYTES = 32 << 20
 its turn (a national position or person file per VPD is a few hundred KB)."""
 _PARSED, _REJECTED, _SKIPPED, _CHANGED = "parsed", "rejected", "skipped", "changed"
 _LENGTH = struct.Struct("<Q")  # a look-ahead reply's length, before it
+PARSE_BYTES_PER_SECOND = 10 << 20
+"""About how fast the gateway parses a whole file (a VPD's persons: ~7 ms for 140 KB, their
+fingerprint texts and encodings ~3 ms more): how long :meth:`Ahead.take` waits for an answer
+the reader is making."""
 WAITING = 2
 """Files the look-ahead reader may have in hand at once; a file asked beyond them is parsed in
 its turn. The gateway asks one file ahead: more waiting means the reader is behind."""
@@ -303,15 +307,16 @@ class Ahead:
     same bytes give the same document or the same rejection as :func:`parse` gives here.
     Anything else — a file changed since, a reader that failed or died, a streamed kind (read
     as it is decided instead), a file larger than :data:`AHEAD_BYTES`, a file the reader has
-    not finished yet (the gateway never waits for it: the reader is still starting, or the
-    machine's other core is busy) — is parsed here."""
+    not answered in time (the gateway never waits for the reader's start, and for an answer
+    being made no longer than parsing the file itself would take) — is parsed here."""
 
     def __init__(self, limit: int, streamed: frozenset[str]) -> None:
         self.limit = limit
         self.streamed = streamed
         self._reader: subprocess.Popen[bytes] | None = None
         self._broken = False
-        self._asked: dict[int, str] = {}  # ask number → the SHA-256 it was asked with
+        # ask number → the SHA-256 and size of the file it was asked with
+        self._asked: dict[int, tuple[str, int]] = {}
         # ask → (sha256 read, channel, outcome, document or errors)
         self._replies: dict[int, tuple[str, str, str, Any]] = {}
         self._next = 0  # the next ask's number
@@ -333,7 +338,8 @@ class Ahead:
             if self._broken or self._next - self._read >= WAITING:
                 return
         try:
-            if os.stat(path).st_size > AHEAD_BYTES:
+            size = os.stat(path).st_size
+            if size > AHEAD_BYTES:
                 return
             sha = sha256_of(path)
         except OSError:
@@ -350,20 +356,24 @@ class Ahead:
         except OSError:
             self._stop()
             return
-        self._asked[self._next] = sha
+        self._asked[self._next] = (sha, size)
         self._next += 1
         for older in sorted(self._asked)[:-WAITING]:  # asked, and never taken since
             del self._asked[older]
             self._replies.pop(older, None)
 
-    def take(self, sha256: str, channel: str, *, wait: float = 0.0
+    def take(self, sha256: str, channel: str, *, wait: float | None = None
              ) -> Parsed | RejectedFile | None:
         """What the reader made of the file whose copy has ``sha256`` (its document, or the
-        rejection to raise), or None: parse it here. ``wait``: seconds to wait for a reader
-        that has not answered yet (none: whatever it has not finished is parsed here)."""
-        number = next((n for n, sha in self._asked.items() if sha == sha256), None)
+        rejection to raise), or None: parse it here. ``wait``: seconds to wait for an answer
+        not yet made; by default none while the reader is starting (it has answered nothing
+        yet), else about what parsing the file here would take (:data:`PARSE_BYTES_PER_SECOND`):
+        the reader is then at work on it, and a little wait costs less than doing it again."""
+        number = next((n for n, (sha, _size) in self._asked.items() if sha == sha256), None)
         if number is None or self._reader is None:
             return None
+        if wait is None:
+            wait = self._asked[number][1] / PARSE_BYTES_PER_SECOND if self._read else 0.0
         self._collect(number, wait)
         got = self._replies.pop(number, None)
         # this file and those asked before it are done with: one asked and not taken (a
