@@ -223,7 +223,7 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
     settings = _settings(config_path)
 
     def claim(pipeline: Pipeline, path: Path, after: Path | None) -> Receipt:
-        if pipeline.ahead is not None and after is not None:
+        if after is not None:
             ask_ahead(pipeline, after, settings)
         return pipeline.claim(path, _channel_of(path, settings, pipeline), copy=True)
 

@@ -89,3 +89,4 @@ KINDS: tuple[DocumentKind, ...] = (
 )
 
 BY_ROOT = {(k.namespace, k.root): k for k in KINDS}
+BY_NAME = {k.name: k for k in KINDS}

@@ -35,7 +35,7 @@ from typing import Any
 
 import gateway
 from gateway.config import UNKNOWN_CHANNEL
-from gateway.documents import BY_ROOT, KINDS, DocumentKind
+from gateway.documents import BY_NAME, BY_ROOT, DocumentKind
 from gateway.errors import RejectedFile, TransientError
 from gateway.transport.files import sha256_of
 from gateway.xml.schemas import schema
@@ -248,10 +248,9 @@ def serve() -> None:
     _ignore_stop_signals()
     out = sys.stdout.buffer
     try:
-        path, name, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        path, kind, limit = sys.argv[1], BY_NAME[sys.argv[2]], int(sys.argv[3])
         batch: list[Any] = []
         try:
-            kind = next(k for k in KINDS if k.name == name)
             for record in read(Path(path), kind, schema(kind.xsd), limit):
                 batch.append(record)
                 if len(batch) == BATCH:
@@ -389,7 +388,7 @@ class Ahead:
         if outcome == _PARSED:
             name, document, prepared = value
             self.used += 1
-            return Parsed(next(k for k in KINDS if k.name == name), document, prepared)
+            return Parsed(BY_NAME[name], document, prepared)
         if outcome == _REJECTED:
             self.used += 1
             return RejectedFile(value)

@@ -95,6 +95,20 @@ class DaemonProcess:
         return lines
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (zombies included: not yet reaped)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
     """Poll ``check`` until true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ from lxml import etree
 from gateway import reading
 from tests import builders as b
 from tests.conftest import write_config
-from tests.daemon import DaemonProcess, start_with_the_rotation_post, wait_until
+from tests.daemon import DaemonProcess, children, start_with_the_rotation_post, wait_until
 from tests.xsdcheck import assert_all_valid, assert_valid
 
 ACK = "{urn:dit-gateway:ack:1}"
@@ -128,20 +128,6 @@ def test_files_found_together_are_parsed_ahead_by_a_reader_that_ends_with_the_ba
     else:
         assert ended == []
     assert daemon.terminate() == 0
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rpartition(")")[2].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def test_a_blocked_output_folder_pauses_intake_and_is_never_counted_against_the_file(

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from gateway import reading
-from gateway.documents import KINDS, DocumentKind
+from gateway.documents import BY_NAME, DocumentKind
 from gateway.errors import RejectedFile, TransientError
 from gateway.flows import placements as placement_flow
 from gateway.rules.persons import sent_text
@@ -25,12 +25,12 @@ from gateway.store import codec
 from gateway.transport.files import sha256_of
 from gateway.xml.schemas import schema
 from tests import builders as b
-from tests.daemon import wait_until
+from tests.daemon import children, wait_until
 from tests.test_streaming import AS_OF, DPN_B, PEOPLE, new_gateway, outbox, state
 
 LIMIT = 1 << 30
-PLACEMENTS = next(k for k in KINDS if k.name == "placements")
-CHECKS = next(k for k in KINDS if k.name == "checks")
+PLACEMENTS = BY_NAME["placements"]
+CHECKS = BY_NAME["checks"]
 
 
 def write(path: Path, text: str) -> Path:
@@ -63,17 +63,14 @@ def in_process(path: Path, kind: DocumentKind) -> list[object]:
 def readers() -> list[int]:
     """The reader processes this one started and has not yet reaped (zombies included)."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in children(os.getpid()):
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        if ppid == os.getpid() and (b"gateway.reading" in cmdline or "(python" in stat):
-            found.append(int(entry.name))
+        if b"gateway.reading" in cmdline or "(python" in stat:
+            found.append(pid)
     return found
 
 
@@ -257,8 +254,8 @@ def test_a_reader_ends_when_the_gateway_is_killed(large: Path) -> None:
         "import sys\n"
         "from pathlib import Path\n"
         "from gateway import reading\n"
-        "from gateway.documents import KINDS\n"
-        "kind = next(k for k in KINDS if k.name == 'placements')\n"
+        "from gateway.documents import BY_NAME\n"
+        "kind = BY_NAME['placements']\n"
         "stream = reading.read_beside(Path(sys.argv[1]), kind, 1 << 30)\n"
         "next(stream)\n"
         "print('reading', flush=True)\n"
