@@ -100,6 +100,7 @@ def read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]:
 
 
 PERSONS_JSON, PERSONS_SENT = "persons.json", "persons.sent"
+POSITIONS_JSON = "positions.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +117,17 @@ def prepare(parsed: Parsed) -> Parsed:
     """``parsed`` with the work on its records that the flow would otherwise do in the
     gateway's own process: a person extract's persons as the store encodes them
     (:data:`PERSONS_JSON`) and the text of each that their fingerprint hashes
-    (:data:`PERSONS_SENT`). Other kinds as they are."""
+    (:data:`PERSONS_SENT`); a position extract's positions as the store encodes them
+    (:data:`POSITIONS_JSON`). Other kinds as they are."""
+    from gateway.store import codec  # noqa: PLC0415 - the reader's work only
+
+    if parsed.kind.name == "positions":
+        return Parsed(parsed.kind, parsed.document, {
+            POSITIONS_JSON: tuple(codec.dumps(p) for p in parsed.document.positions),
+        })
     if parsed.kind.name != "persons":
         return parsed
     from gateway.rules.persons import sent_text  # noqa: PLC0415 - the reader's work only
-    from gateway.store import codec  # noqa: PLC0415
 
     persons = parsed.document.persons
     return Parsed(parsed.kind, parsed.document, {

@@ -355,7 +355,8 @@ def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None
 def test_a_person_extract_parsed_ahead_comes_with_its_persons_prepared(tmp_path: Path) -> None:
     """The reader encodes each person as the store does and makes the text of each that its
     fingerprint hashes, in order, exactly as the gateway would (names that need escaping, no
-    optional parts, every optional part); other kinds come as parsed."""
+    optional parts, every optional part); a position extract's positions come encoded, and a
+    placement file (a kind with nothing to prepare) as parsed."""
     persons = write(tmp_path / "persons.xml", b.persons("RGT", [
         b.person("E1", [b.assignment("A1", "1001", start="2026-01-01")],
                  forenames="Zoë & <Ann>", surname="O'Neil \"Jr\"", dob="1995-03-04"),
@@ -365,16 +366,21 @@ def test_a_person_extract_parsed_ahead_comes_with_its_persons_prepared(tmp_path:
                                                   "Postcode": "LS1 1AA"},
                  absences=[("Maternity", "2026-05-01", None)]),
     ]))
-    positions = write(tmp_path / "positions.xml", b.positions("RGT", [b.position(1001)]))
-    ahead = reading.Ahead(1 << 30, frozenset())
+    positions = write(tmp_path / "positions.xml", b.positions("RGT", [
+        b.position(1001), b.position(1002, "1002", dpn=None, host_lead="Lead")]))
+    placements = write(tmp_path / "placements.xml", b.placements([b.placement("P1")]))
+    ahead = reading.Ahead(1 << 30, frozenset())  # no kind streamed: placements parsed ahead
     try:
         ahead.ask(persons, "esr")
         got = ahead.take(sha256_of(persons), "esr", wait=10)
         ahead.ask(positions, "esr")
-        other = ahead.take(sha256_of(positions), "esr", wait=10)
+        posts = ahead.take(sha256_of(positions), "esr", wait=10)
+        ahead.ask(placements, "tis")
+        other = ahead.take(sha256_of(placements), "tis", wait=10)
     finally:
         ahead.close()
     assert isinstance(got, reading.Parsed)
+    assert isinstance(posts, reading.Parsed)
     assert isinstance(other, reading.Parsed)
     here = reading.parse(persons, "esr", LIMIT).document.persons
     assert got.document.persons == here
@@ -382,7 +388,52 @@ def test_a_person_extract_parsed_ahead_comes_with_its_persons_prepared(tmp_path:
         reading.PERSONS_JSON: tuple(codec.dumps(p) for p in here),
         reading.PERSONS_SENT: tuple(sent_text(p) for p in here),
     }
+    there = reading.parse(positions, "esr", LIMIT).document.positions
+    assert posts.prepared == {reading.POSITIONS_JSON: tuple(codec.dumps(p) for p in there)}
+    assert other.kind.name == "placements"
     assert other.prepared == {}
+
+
+def test_a_position_extract_parsed_ahead_is_stored_as_one_parsed_here(tmp_path: Path) -> None:
+    """The reader encodes each position as the store does; the register keeps each saved
+    position under its own encoding, with a refused position (a routing code that is not
+    plain) left out between two saved ones, exactly as when the extract is parsed here."""
+    text = b.positions("R1K", [
+        b.position(3001, "3001", dpn="EOE/R1K00/1/F1/1"),
+        b.position(3002, "3002", dpn="E.E/R1K00/2/F1/1"),
+        b.position(3003, "3003", dpn="EOE/R1K00/3/F1/1", name="ST3 Cardiology"),
+    ])
+    stored = {}
+    taken: list[str] = []
+    for ahead in (True, False):
+        path = write(tmp_path / f"positions-R1K-{ahead}.xml", text)
+        gateway = new_gateway(tmp_path / f"gw-{ahead}", streamed=True)
+        try:
+            if ahead:
+                gateway.pipeline.ahead = reading.Ahead(1 << 30, frozenset())
+                gateway.pipeline.ahead.ask(path, "esr")
+                take = gateway.pipeline.ahead.take
+
+                def counted(sha256: str, channel: str, take: Any = take) -> object:
+                    got = take(sha256, channel, wait=10)  # the reader's answer, however slow
+                    taken.append(type(got).__name__)
+                    assert isinstance(got, reading.Parsed)
+                    assert set(got.prepared) == {reading.POSITIONS_JSON}
+                    return got
+
+                gateway.pipeline.ahead.take = counted  # type: ignore[method-assign,assignment]
+            receipt = gateway.pipeline.claim(path, "esr", copy=True)
+            assert gateway.pipeline.process(receipt, AS_OF) == "processed"
+            stored[ahead] = dict(gateway.store.execute(
+                "SELECT esr_position_id, data FROM positions WHERE vpd = 'R1K'"))
+        finally:
+            if gateway.pipeline.ahead is not None:
+                gateway.pipeline.ahead.close()
+            gateway.store.close()
+    assert taken == ["Parsed"]
+    here = {p.esr_position_id: p for p in reading.parse(path, "esr", LIMIT).document.positions}
+    assert stored[True] == stored[False] == {
+        3001: codec.dumps(here[3001]), 3003: codec.dumps(here[3003])}
 
 
 def test_a_file_changed_after_it_was_asked_is_parsed_here(tmp_path: Path) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import BinaryIO
 
 from gateway.flows import Context, Output, Plan, notification_outputs
-from gateway.models import PositionExtract
+from gateway.models import Position, PositionExtract
+from gateway.reading import POSITIONS_JSON
 from gateway.rules.positions import RegisterChange, RegisterView, apply_extract
 from gateway.store.interfaces import Positions
 from gateway.xml import writers
@@ -34,8 +36,22 @@ def plan(extract: PositionExtract, ctx: Context) -> Plan:
     stem = ctx.receipt.stem if ctx.receipt else "positions"
     outputs += notification_outputs(ctx, change.notices, f"notifications-{stem}-{ctx.sha12}")
     result = Plan(outcomes=change.outcomes, outputs=outputs)
-    result.changes.append(partial(_save, change, ctx, extract_date, paths))
+    encoded = _encoded(extract.positions, change.save, ctx.prepared.get(POSITIONS_JSON))
+    result.changes.append(partial(_save, change, ctx, extract_date, paths, encoded))
     return result
+
+
+def _encoded(
+    parsed: Sequence[Position], saved: Sequence[Position], prepared: Sequence[str] | None
+) -> list[str] | None:
+    """The encoding of each position to save, from those the look-ahead reader made of the
+    extract's positions (``prepared``, in order), or None. The rules save the extract's own
+    position objects (those refused left out), so each is found by its identity."""
+    if prepared is None or len(prepared) != len(parsed):
+        return None
+    by_object = {id(p): data for p, data in zip(parsed, prepared, strict=True)}
+    found = [by_object.get(id(p)) for p in saved]
+    return None if None in found else [data for data in found if data is not None]
 
 
 def _write_extract(
@@ -50,9 +66,10 @@ def _write_extract(
 
 
 def _save(
-    change: RegisterChange, ctx: Context, extract_date: str, paths: dict[str, str], store: Positions
+    change: RegisterChange, ctx: Context, extract_date: str, paths: dict[str, str],
+    encoded: Sequence[str] | None, store: Positions,
 ) -> None:
-    store.save_positions(change.vpd, change.save, replace=change.replace)
+    store.save_positions(change.vpd, change.save, replace=change.replace, encoded=encoded)
     store.add_seen_dpns(change.vpd, change.new_dpns, ctx.now)
     store.set_interface_posts(change.vpd, change.interface)
     for deanery, path in paths.items():

@@ -461,12 +461,14 @@ class SqlStore:
         )
         return [(str(v), codec.loads(Position, d)) for v, d in rows]
 
-    def save_positions(self, vpd: str, positions: Sequence[Position], *, replace: bool) -> None:
+    def save_positions(self, vpd: str, positions: Sequence[Position], *, replace: bool,
+                       encoded: Sequence[str] | None = None) -> None:
         """Write positions into a VPD's register; ``replace`` drops those not given. Only what
-        differs from the register is written (a full extract repeats most of it)."""
+        differs from the register is written (a full extract repeats most of it).
+        ``encoded``: each one's :func:`codec.dumps`, in order, if made already."""
         stored = dict(self._execute(
             "SELECT esr_position_id, data FROM positions WHERE vpd = ?", (vpd,)))
-        changed, same = _changes(stored, positions, lambda p: p.esr_position_id)
+        changed, same = _changes(stored, positions, lambda p: p.esr_position_id, encoded)
         given = {p.esr_position_id for p in positions}
         stale = [(vpd, pid) for pid in stored
                  if pid not in same and (replace or pid in given)]  # gone, or changed

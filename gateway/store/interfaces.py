@@ -196,8 +196,10 @@ class Positions(Protocol):
         """(vpd, position) of every registered position carrying ``dpn``, in any VPD."""
         ...
 
-    def save_positions(self, vpd: str, positions: Sequence[Position], *, replace: bool) -> None:
-        """Write positions into a VPD's register; ``replace`` drops those not given."""
+    def save_positions(self, vpd: str, positions: Sequence[Position], *, replace: bool,
+                       encoded: Sequence[str] | None = None) -> None:
+        """Write positions into a VPD's register; ``replace`` drops those not given.
+        ``encoded``: each one as the store encodes it, in order, if made already."""
         ...
 
     def seen_dpns(self, vpd: str) -> set[str]:
