@@ -58,7 +58,8 @@ def test_a_failed_commit_is_one_clear_error_and_the_store_goes_on(tmp_path: Path
 def test_the_per_file_reads_search_an_index_and_scan_no_table(tmp_path: Path) -> None:
     """Every bulk read the placement and check rules make per window is answered by an index
     (SQLite's plan says SEARCH, never SCAN of a table): a scan is a whole table read once per
-    2,000 keys. Holds the indexes, e.g. when one that seemed unused is dropped."""
+    2,000 keys. So are the one-position questions asked outside a window, by the position
+    number's index. Holds the indexes, e.g. when one that seemed unused is dropped."""
     with SqliteStore(tmp_path / "g.db") as store:
         asked: list[str] = []
         store._conn().set_trace_callback(asked.append)
@@ -70,14 +71,22 @@ def test_the_per_file_reads_search_an_index_and_scan_no_table(tmp_path: Path) ->
         store.held_many(["P1", "P2"])
         store.applicants_born_many(pairs)
         store.transferred_many(["P1", "P2"])
+        store.applicants_on("RGT", "1001")
+        store.assignment_occupants("RGT", "1001")
         store._conn().set_trace_callback(None)
         selects = [sql for sql in asked if sql.lstrip().upper().startswith("SELECT")]
-        assert len(selects) >= 8
+        assert len(selects) >= 10
         for sql in selects:
             plan = [row[3] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {sql}")]
             scans = [step for step in plan if step.startswith("SCAN")
                      and "json_each" not in step and "VIRTUAL TABLE" not in step]
             assert not scans, (sql, plan)
+        one_position = [sql for sql in selects if "AND position_number = " in sql]
+        assert len(one_position) == 2
+        for sql in one_position:
+            plan = [row[3] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {sql}")]
+            assert any(step.startswith("SEARCH") and "(position_number=?)" in step
+                       for step in plan), (sql, plan)
 
 
 def test_failed_applicants_are_listed_from_an_index_of_those_alone(tmp_path: Path) -> None:
