@@ -198,3 +198,26 @@ def test_csv_rows_are_the_csv_modules(rows: list[list[str]]) -> None:
     assert ours.getvalue() == text.getvalue().encode("utf-8")
     back = list(csv.reader(io.StringIO(ours.getvalue().decode("utf-8"), newline="")))
     assert back == rows
+
+
+_CHARS = "a–é\t\n\r\x00\x08\x0b\x0c\x1f\x7f \ufffd\ufffe\uffff\uffbf\u0fff\ud800"
+
+
+@given(st.text(alphabet=st.sampled_from(_CHARS), max_size=12))
+def test_a_chunk_is_refused_exactly_when_xml_cannot_carry_a_character_of_it(text: str) -> None:
+    """What a document writes is checked on its UTF-8 bytes: refused, naming the first
+    character XML cannot carry, exactly when the character expression finds one (a lone
+    surrogate is refused by the encoding); otherwise written as it is."""
+    fh = io.BytesIO()
+    doc = writers._Doc(fh, "urn:x")
+    doc._put(text)
+    bad = writers._NOT_XML.search(text)
+    if bad:
+        with pytest.raises(ValueError, match=f"U\\+{ord(bad.group()):04X} cannot be written"):
+            doc.flush()
+    elif "\ud800" in text:
+        with pytest.raises(UnicodeEncodeError):
+            doc.flush()
+    else:
+        doc.flush()
+    assert fh.getvalue() == (b"" if bad or "\ud800" in text else text.encode("utf-8"))
