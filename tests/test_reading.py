@@ -12,7 +12,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -310,6 +309,25 @@ def extracts(folder: Path) -> list[tuple[Path, str]]:
     return [(write(folder / name, text), channel) for name, channel, text in files]
 
 
+def patient(ahead: reading.Ahead, taken: list[str],
+            expect: set[str] | None = None) -> reading.Ahead:
+    """``ahead`` whose ``take`` waits for the reader's answer however slow it is, and notes
+    the kind of each answer in ``taken``; with ``expect``, each answer must be a document
+    prepared with exactly those keys."""
+    take = ahead.take
+
+    def counted(sha256: str, channel: str) -> object:
+        got = take(sha256, channel, wait=10)
+        taken.append(type(got).__name__)
+        if expect is not None:
+            assert isinstance(got, reading.Parsed)
+            assert set(got.prepared) == expect
+        return got
+
+    ahead.take = counted  # type: ignore[method-assign,assignment]
+    return ahead
+
+
 def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None:
     """Each file asked before the one before it is decided (as ``process FILE…`` does): the
     same statuses, outputs (acknowledgements included) and state as parsing each here; the
@@ -321,15 +339,8 @@ def test_files_parsed_ahead_give_what_parsing_here_gives(tmp_path: Path) -> None
     for ahead in (True, False):
         gateway = new_gateway(tmp_path / f"gw-{ahead}", streamed=True)
         if ahead:
-            gateway.pipeline.ahead = reading.Ahead(1 << 30, frozenset(gateway.pipeline.streams))
-            take = gateway.pipeline.ahead.take
-
-            def counted(sha256: str, channel: str, take: Any = take) -> object:
-                got = take(sha256, channel, wait=10)  # the reader's answer, however slow
-                taken.append(type(got).__name__)
-                return got
-
-            gateway.pipeline.ahead.take = counted  # type: ignore[method-assign,assignment]
+            gateway.pipeline.ahead = patient(
+                reading.Ahead(1 << 30, frozenset(gateway.pipeline.streams)), taken)
         statuses = []
         try:
             for n, (path, channel) in enumerate(files):
@@ -410,18 +421,9 @@ def test_a_position_extract_parsed_ahead_is_stored_as_one_parsed_here(tmp_path: 
         gateway = new_gateway(tmp_path / f"gw-{ahead}", streamed=True)
         try:
             if ahead:
-                gateway.pipeline.ahead = reading.Ahead(1 << 30, frozenset())
+                gateway.pipeline.ahead = patient(reading.Ahead(1 << 30, frozenset()), taken,
+                                                 expect={reading.POSITIONS_JSON})
                 gateway.pipeline.ahead.ask(path, "esr")
-                take = gateway.pipeline.ahead.take
-
-                def counted(sha256: str, channel: str, take: Any = take) -> object:
-                    got = take(sha256, channel, wait=10)  # the reader's answer, however slow
-                    taken.append(type(got).__name__)
-                    assert isinstance(got, reading.Parsed)
-                    assert set(got.prepared) == {reading.POSITIONS_JSON}
-                    return got
-
-                gateway.pipeline.ahead.take = counted  # type: ignore[method-assign,assignment]
             receipt = gateway.pipeline.claim(path, "esr", copy=True)
             assert gateway.pipeline.process(receipt, AS_OF) == "processed"
             stored[ahead] = dict(gateway.store.execute(

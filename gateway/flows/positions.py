@@ -49,9 +49,11 @@ def _encoded(
     position objects (those refused left out), so each is found by its identity."""
     if prepared is None or len(prepared) != len(parsed):
         return None
-    by_object = {id(p): data for p, data in zip(parsed, prepared, strict=True)}
-    found = [by_object.get(id(p)) for p in saved]
-    return None if None in found else [data for data in found if data is not None]
+    by_object = dict(zip(map(id, parsed), prepared, strict=True))
+    try:
+        return [by_object[id(p)] for p in saved]
+    except KeyError:  # not one of the extract's own: the store encodes them all
+        return None
 
 
 def _write_extract(

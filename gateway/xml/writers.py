@@ -64,6 +64,13 @@ def escape(value: str, entities: Mapping[str, str]) -> str:
     return value
 
 
+def _refuse_unwritable(text: str) -> None:
+    """ValueError naming the first character of ``text`` that XML cannot carry, if any."""
+    bad = _NOT_XML.search(text)
+    if bad:
+        raise ValueError(f"character U+{ord(bad.group()):04X} cannot be written in XML")
+
+
 def _text(value: str) -> str:
     """Character data, escaped (most values need nothing: that is checked first, it is faster
     than escaping)."""
@@ -125,14 +132,12 @@ class _Doc:
         self._pieces.clear()
         try:
             data = chunk.encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate: said below, after any other
-            data = b"\x00"
+        except UnicodeEncodeError:  # a lone surrogate (a ValueError): another is named first
+            _refuse_unwritable(chunk)
+            raise
         if data.translate(None, _OTHER_BYTES) or (
-                not chunk.isascii() and (_NON_CHARACTERS[0] in data or _NON_CHARACTERS[1] in data)):
-            bad = _NOT_XML.search(chunk)
-            if bad:
-                raise ValueError(f"character U+{ord(bad.group()):04X} cannot be written in XML")
-            data = chunk.encode("utf-8")  # raises UnicodeEncodeError, a ValueError
+                not chunk.isascii() and any(c in data for c in _NON_CHARACTERS)):
+            _refuse_unwritable(chunk)
         self.fh.write(data)
 
     def leaf(self, name: str, value: object | None, **attrs: str | None) -> None:
