@@ -4,7 +4,8 @@ commit, publish, archive or quarantine, acknowledge — and recovery after a cra
 The commit protocol, which makes a crash at any point leave either the old state or the new:
 
 1. every output (the acknowledgement included) is written under a temporary dot-name next to its
-   final name and fsynced;
+   final name and fsynced (in threads, while 2 writes the state: every fsync is done, and any
+   failure raised, before 2 commits);
 2. one store transaction applies the state changes, marks the file's fate and lists the outputs
    still to publish;
 3. the outputs but the acknowledgement are renamed into place;
@@ -483,6 +484,8 @@ class Pipeline:
         *, settle: Callable[[], None] | None = None,
     ) -> None:
         """Write outputs under temporary names, commit state in one transaction, then publish.
+        The outputs are fsynced in threads (:class:`files.Syncs`) while the state is written,
+        and waited for before the commit.
 
         ``rid`` is the receipt whose outputs these are (0 for a scheduled job); ``tag`` makes the
         temporary names unique to this piece of work, so that a retry overwrites them. A
@@ -491,18 +494,19 @@ class Pipeline:
         ``settle`` (an inbound file's: its input moved on) runs once the outputs but the
         acknowledgement are in place, before it is.
         """
-        with self.store.work_lock():
+        with self.store.work_lock(), files.Syncs() as syncs:
             written: list[files.Written] = []
             try:
                 for output in outputs:
                     temp = files.temp_path_for(output.path, tag)
-                    ino, size = files.write_temp(temp, output.write)
+                    ino, size = files.write_temp(temp, output.write, syncs=syncs)
                     written.append((temp, output.path, ino, size))
                 faults.crashpoint("outputs-written")
                 with self.store.transaction():
-                    plan.apply(self.store)
+                    plan.apply(self.store)  # while the outputs are fsynced
                     finish()
                     self.store.add_pending_outputs(rid, written)
+                    syncs.wait()  # durable before the commit says they exist
                     _check_written(written)
             except BaseException:
                 for temp, _final, _ino, _size in written:

@@ -24,7 +24,7 @@ POST = "{urn:dit-gateway:tis:position-extract:1}Post"
 CRASHES = [
     "claim-recorded:10",   # the receipt written, the file not yet moved into var/processing/
     "claimed:15",          # moved into var/processing/, not yet hashed and marked claimed
-    "outputs-written:30",  # outputs fsynced under temporary names, ledger not committed
+    "outputs-written:30",  # outputs written under temporary names, ledger not committed
     "committed:25",        # ledger committed, outputs not yet renamed into place
     "published:40",        # outputs in place but the ack, input not yet archived
     "archived:20",         # input archived, its ack not yet in place

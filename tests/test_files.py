@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from gateway.errors import TransientError
 from gateway.pipeline import safe_name
 from gateway.transport import files
+from tests.daemon import wait_until
 
 
 def test_write_atomic_leaves_only_the_final_file(tmp_path: Path) -> None:
@@ -92,3 +94,90 @@ def test_move_never_overwrites(tmp_path: Path) -> None:
     assert (tmp_path / "dst" / "a.xml").read_text() == "old"
     assert moved.read_text() == "new"
     assert sorted(os.listdir(tmp_path / "dst")) == ["a.1.xml", "a.xml"]
+
+
+def open_descriptors() -> int:
+    """How many descriptors this process has open."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_failed_fsync_in_a_thread_is_raised_by_wait_naming_the_file(tmp_path: Path) -> None:
+    """An fsync that fails in :class:`files.Syncs`' threads (of a pipe: EINVAL, a real
+    failure) is raised by ``wait`` as a transient error naming the file, after the others
+    are done; every descriptor handed over is closed."""
+    read_end, write_end = os.pipe()
+    good = tmp_path / "good.xml"
+    with files.Syncs() as syncs:
+        files.write_temp(good, lambda fh: fh.write(b"<x/>"), syncs=syncs)
+        syncs.start(tmp_path / ".a.xml.t.tmp", write_end)
+        with pytest.raises(TransientError, match=r"\.a\.xml\.t\.tmp: Invalid argument"):
+            syncs.wait()
+        syncs.wait()  # reported once
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(write_end)
+    os.close(read_end)
+    assert good.read_bytes() == b"<x/>"
+
+
+def waiting_in(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` is inside ``function`` now."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_syncs_hold_at_most_sync_pending_descriptors(tmp_path: Path) -> None:
+    """With every fsync thread busy, the fsync started after :data:`files.SYNC_PENDING`
+    others waits for the oldest instead of holding one more descriptor; once the threads are
+    free every fsync is done and no descriptor is left open."""
+    before = open_descriptors()
+    release = threading.Event()
+    busy = [files._sync_pool().submit(release.wait) for _ in range(files.SYNC_THREADS)]
+    syncs = files.Syncs()
+    opened: list[int] = []
+
+    def start_many() -> None:
+        for n in range(files.SYNC_PENDING + 5):
+            opened.append(os.open(tmp_path / f"{n}.xml", os.O_WRONLY | os.O_CREAT, 0o640))
+            syncs.start(tmp_path / f"{n}.xml", opened[-1])
+
+    starter = threading.Thread(target=start_many)
+    starter.start()
+    try:
+        wait_until(lambda: waiting_in(starter, "_settle"), what="a start to wait")
+        assert len(opened) == files.SYNC_PENDING + 1
+        assert open_descriptors() - before == files.SYNC_PENDING + 1
+    finally:
+        release.set()
+        starter.join(timeout=60)
+    assert all(future.result() for future in busy)
+    syncs.wait()
+    assert len(opened) == files.SYNC_PENDING + 5
+    assert open_descriptors() == before
+
+
+def test_leaving_syncs_on_an_error_waits_for_every_fsync(tmp_path: Path) -> None:
+    """Work that fails with fsyncs under way leaves no fsync running and no descriptor open."""
+    before = open_descriptors()
+
+    def fail_with_fsyncs_under_way() -> None:
+        with files.Syncs() as syncs:
+            for n in range(100):
+                files.write_temp(tmp_path / f"{n}.xml", lambda fh: fh.write(b"x"), syncs=syncs)
+            raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError, match="the work failed"):
+        fail_with_fsyncs_under_way()
+    assert open_descriptors() == before
+
+
+def test_folders_are_fsynced_together_and_a_missing_one_is_raised(tmp_path: Path) -> None:
+    """:func:`files.fsync_dirs` syncs every folder it can and raises the failure of one that
+    is gone."""
+    (tmp_path / "a").mkdir()
+    files.fsync_dirs([tmp_path, tmp_path / "a"])
+    with pytest.raises(FileNotFoundError):
+        files.fsync_dirs([tmp_path, tmp_path / "gone", tmp_path / "a"])

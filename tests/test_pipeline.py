@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
+import os
+import stat
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -259,6 +262,37 @@ def test_an_output_removed_before_the_commit_leads_to_reprocessing_not_a_hole(
                                               Output(second, write_first)], lambda: None)
     assert first.read_bytes() == b"a"
     assert second.read_bytes() == b"a"
+
+
+def test_an_output_that_cannot_be_made_durable_commits_nothing(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output whose fsync fails (the disk's EIO: a fault not made for real here, hence the
+    patch) fails the commit although the fsyncs run in threads beside the store's writes:
+    nothing is committed, published or left behind, and the file processed again gives every
+    output once."""
+    path = gateway.drop("esr", "pos.xml", b.positions("RGT", [b.position(1)]))
+    receipt = gateway.pipeline.claim(path, "esr")
+    real = os.fsync
+    failed: list[int] = []
+
+    def failing(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            failed.append(fd)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(TransientError, match="Input/output error"):
+        gateway.pipeline.process(receipt, AS_OF)
+    monkeypatch.undo()
+    assert len(failed) == 4  # the extract, two notifications, the acknowledgement
+    assert gateway.store.receipt(receipt.id).status == "claimed"
+    assert gateway.store.pending_outputs() == []
+    assert gateway.outbox() == []
+    assert [p for p in gateway.settings.paths.outbox.rglob(".*") if p.is_file()] == []
+    assert gateway.pipeline.process(receipt, AS_OF) == "processed"
+    assert len([p for p in gateway.outbox() if p.is_file()]) == 4
 
 
 def test_a_committed_output_whose_temporary_file_vanished_is_reported_not_skipped(

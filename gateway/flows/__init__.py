@@ -166,20 +166,24 @@ class Staging:
         self._size = 0
         faults.crashpoint("staging-flushed")
 
-    def _append(self, final: Path, pieces: list[bytes], *, sync: bool = False
+    def _append(self, final: Path, pieces: list[bytes], *, syncs: files.Syncs | None = None
                 ) -> tuple[int, int]:
         temp = self._tails[final][0]
         new = final not in self._begun
         self._begun.add(final)
-        return files.append_temp(temp, partial(_put_all, pieces), create=new, sync=sync)
+        return files.append_temp(temp, partial(_put_all, pieces), create=new,
+                                 sync=syncs is not None, syncs=syncs)
 
     def finish(self) -> list[files.Written]:
-        """End every output with its tail and fsync it: (temp, final, inode, size) each."""
+        """End every output with its tail and fsync it (several at once, :class:`files.Syncs`):
+        (temp, final, inode, size) each."""
         written: list[files.Written] = []
-        for final, (temp, tail) in self._tails.items():
-            pieces = self._held.pop(final, [])
-            ino, size = self._append(final, [*pieces, tail], sync=True)
-            written.append((temp, final, ino, size))
+        with files.Syncs() as syncs:
+            for final, (temp, tail) in self._tails.items():
+                pieces = self._held.pop(final, [])
+                ino, size = self._append(final, [*pieces, tail], syncs=syncs)
+                written.append((temp, final, ino, size))
+            syncs.wait()
         self._size = 0
         return written
 

@@ -11,8 +11,12 @@ import errno
 import hashlib
 import os
 import shutil
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 from gateway.errors import OutputLost, StorageUnavailable, Vanished
@@ -40,8 +44,100 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_temp(temp: Path, write: Callable[[BinaryIO], None]) -> tuple[int, int]:
-    """Write ``temp`` completely and fsync it; returns its (inode, size).
+SYNC_THREADS = 4  # fsyncs running at once: the disk makes several durable in one journal commit
+SYNC_PENDING = 64  # fsyncs started and not yet done (each holds a descriptor)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    global _pool  # noqa: PLW0603 - one pool for the process, made when first needed
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="fsync")
+        return _pool
+
+
+def _fsync_and_close(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Syncs:
+    """fsyncs of finished temporary files, run in threads while the caller goes on: an fsync
+    waits on the disk, not on the interpreter, so a file's outputs are made durable while its
+    state is written, and several at once. Each fsync is of the descriptor the file was written
+    through (a write-back error is reported to it). :meth:`wait` before anything that needs
+    them durable is committed; leaving the ``with`` block waits for every fsync started,
+    whatever happened, so none outlives the work it belongs to."""
+
+    def __init__(self) -> None:
+        self._started: deque[tuple[Path, Future[None]]] = deque()
+        self._failed: StorageUnavailable | None = None
+
+    def __enter__(self) -> Syncs:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._settle(len(self._started))
+
+    def start(self, temp: Path, fd: int) -> None:
+        """fsync ``fd`` (a descriptor of ``temp``, closed once synced) in a thread."""
+        if len(self._started) >= SYNC_PENDING:
+            self._settle(1)
+        try:
+            future = _sync_pool().submit(_fsync_and_close, fd)
+        except RuntimeError:  # the interpreter is ending: no threads to be had
+            _fsync_and_close(fd)
+            return
+        self._started.append((temp, future))
+
+    def wait(self) -> None:
+        """Wait for every fsync started; :class:`StorageUnavailable` if one failed."""
+        self._settle(len(self._started))
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
+
+    def _settle(self, count: int) -> None:
+        """Wait for the ``count`` oldest fsyncs, keeping the first failure."""
+        for _ in range(count):
+            temp, future = self._started.popleft()
+            error = future.exception()
+            if error is not None and self._failed is None:
+                reason = error.strerror if isinstance(error, OSError) else None
+                self._failed = StorageUnavailable(
+                    f"cannot write {temp.name}: {reason or error}")
+                self._failed.__cause__ = error
+
+
+def fsync_dirs(folders: Iterable[Path]) -> None:
+    """:func:`fsync_dir` each folder, all at once (in :class:`Syncs`' threads); the first
+    failure is raised once all are done."""
+    folders = list(folders)
+    if len(folders) == 1:
+        fsync_dir(folders[0])
+        return
+    try:
+        started = [_sync_pool().submit(fsync_dir, folder) for folder in folders]
+    except RuntimeError:  # the interpreter is ending: no threads to be had
+        started = []
+        for folder in folders:
+            fsync_dir(folder)
+    errors = [future.exception() for future in started]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+def write_temp(temp: Path, write: Callable[[BinaryIO], None], *, syncs: Syncs | None = None
+               ) -> tuple[int, int]:
+    """Write ``temp`` completely and fsync it (``syncs``: in its threads, waited for there);
+    returns its (inode, size).
 
     The file is created owner-and-group only (:mod:`gateway.transport.modes`). A failure leaves
     no file behind.
@@ -58,18 +154,27 @@ def write_temp(temp: Path, write: Callable[[BinaryIO], None]) -> tuple[int, int]
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
             st = os.fstat(fh.fileno())
+            _sync(temp, fh.fileno(), syncs)
     except OSError as exc:
         discard(temp)
         raise StorageUnavailable(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
     return st.st_ino, st.st_size
 
 
+def _sync(temp: Path, fd: int, syncs: Syncs | None) -> None:
+    """fsync ``fd`` now, or in ``syncs`` (a descriptor of its own, as ``fd`` is closed)."""
+    if syncs is None:
+        os.fsync(fd)
+    else:
+        syncs.start(temp, os.dup(fd))
+
+
 def append_temp(temp: Path, write: Callable[[BinaryIO], None], *, create: bool = False,
-                sync: bool = False) -> tuple[int, int]:
+                sync: bool = False, syncs: Syncs | None = None) -> tuple[int, int]:
     """Write more of ``temp`` (``create``: start it, owner-and-group only, as
-    :func:`write_temp`); ``sync``: fsync it, the last piece. Returns its (inode, size)."""
+    :func:`write_temp`); ``sync``: fsync it, the last piece (``syncs``: in its threads).
+    Returns its (inode, size)."""
     try:
         if create:
             modes.make_dirs(temp.parent)
@@ -86,9 +191,9 @@ def append_temp(temp: Path, write: Callable[[BinaryIO], None], *, create: bool =
         with os.fdopen(fd, "ab" if not create else "wb") as fh:
             write(fh)
             fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
             st = os.fstat(fh.fileno())
+            if sync:
+                _sync(temp, fh.fileno(), syncs)
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
     return st.st_ino, st.st_size
@@ -113,7 +218,8 @@ def still_written(temp: Path, ino: int | None, size: int | None) -> bool:
 
 
 def publish_all(outputs: Iterable[Written]) -> None:
-    """Rename many finished temporary files into place, then fsync each folder once.
+    """Rename many finished temporary files into place, then fsync each folder once (all at
+    once, :class:`Syncs`).
 
     An output already renamed (same inode in place: a crash after the rename, or another
     process's recovery of a job's outputs that renamed it first) is skipped; one whose
@@ -130,8 +236,7 @@ def publish_all(outputs: Iterable[Written]) -> None:
                     lost.append(final)
                 continue
             folders[final.parent] = None
-        for folder in folders:
-            fsync_dir(folder)
+        fsync_dirs(folders)
     except OSError as exc:
         raise StorageUnavailable(f"cannot publish outputs: {exc.strerror or exc}") from exc
     if lost:
@@ -166,8 +271,7 @@ def move(source: Path, target_dir: Path, name: str | None = None) -> Path:
             n += 1
         os.rename(source, target)
         modes.restrict(target)
-        fsync_dir(target_dir)
-        fsync_dir(source.parent)
+        fsync_dirs((target_dir, source.parent))
     except OSError as exc:
         raise StorageUnavailable(f"cannot move {source.name}: {exc.strerror or exc}") from exc
     return target
@@ -191,8 +295,7 @@ def take(fd: int, source: Path, target: Path, hidden: Path) -> None:
         _take_by_copy(fd, source, target, hidden)
     try:
         modes.restrict(target)  # a partner's 0644 is not kept in var/
-        fsync_dir(target.parent)
-        fsync_dir(source.parent)
+        fsync_dirs((target.parent, source.parent))
     except OSError as exc:
         raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
 
