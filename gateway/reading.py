@@ -100,7 +100,7 @@ def read(path: Path, kind: DocumentKind, xsd: Any, limit: int) -> Iterator[Any]:
 
 
 PERSONS_JSON, PERSONS_SENT = "persons.json", "persons.sent"
-POSITIONS_JSON = "positions.json"
+POSITIONS_JSON, POSITIONS_POSTS = "positions.json", "positions.posts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +118,17 @@ def prepare(parsed: Parsed) -> Parsed:
     gateway's own process: a person extract's persons as the store encodes them
     (:data:`PERSONS_JSON`) and the text of each that their fingerprint hashes
     (:data:`PERSONS_SENT`); a position extract's positions as the store encodes them
-    (:data:`POSITIONS_JSON`). Other kinds as they are."""
+    (:data:`POSITIONS_JSON`) and as TIS position extracts carry them (:data:`POSITIONS_POSTS`,
+    :func:`writers.post_text`). Other kinds as they are."""
     from gateway.store import codec  # noqa: PLC0415 - the reader's work only
 
     if parsed.kind.name == "positions":
+        from gateway.xml.writers import post_text  # noqa: PLC0415 - the reader's work only
+
+        positions = parsed.document.positions
         return Parsed(parsed.kind, parsed.document, {
-            POSITIONS_JSON: tuple(codec.dumps(p) for p in parsed.document.positions),
+            POSITIONS_JSON: tuple(codec.dumps(p) for p in positions),
+            POSITIONS_POSTS: tuple(post_text(p) for p in positions),
         })
     if parsed.kind.name != "persons":
         return parsed

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from gateway import reading
 from gateway.documents import BY_NAME, DocumentKind
@@ -23,9 +24,12 @@ from gateway.rules.persons import sent_text
 from gateway.store import codec
 from gateway.transport.files import sha256_of
 from gateway.xml.schemas import schema
+from gateway.xml.writers import post_text
 from tests import builders as b
 from tests.daemon import children, wait_until
 from tests.test_streaming import AS_OF, DPN_B, PEOPLE, new_gateway, outbox, state
+
+TIS = "urn:dit-gateway:tis:position-extract:1"
 
 LIMIT = 1 << 30
 PLACEMENTS = BY_NAME["placements"]
@@ -400,21 +404,24 @@ def test_a_person_extract_parsed_ahead_comes_with_its_persons_prepared(tmp_path:
         reading.PERSONS_SENT: tuple(sent_text(p) for p in here),
     }
     there = reading.parse(positions, "esr", LIMIT).document.positions
-    assert posts.prepared == {reading.POSITIONS_JSON: tuple(codec.dumps(p) for p in there)}
+    assert posts.prepared == {reading.POSITIONS_JSON: tuple(codec.dumps(p) for p in there),
+                              reading.POSITIONS_POSTS: tuple(post_text(p) for p in there)}
     assert other.kind.name == "placements"
     assert other.prepared == {}
 
 
 def test_a_position_extract_parsed_ahead_is_stored_as_one_parsed_here(tmp_path: Path) -> None:
-    """The reader encodes each position as the store does; the register keeps each saved
-    position under its own encoding, with a refused position (a routing code that is not
-    plain) left out between two saved ones, exactly as when the extract is parsed here."""
+    """The reader encodes each position as the store does and as TIS extracts carry it; the
+    register keeps each saved position under its own encoding, and the TIS extracts each post
+    under its own text, with a refused position (a routing code that is not plain) left out
+    between two saved ones, exactly as when the extract is parsed here."""
     text = b.positions("R1K", [
         b.position(3001, "3001", dpn="EOE/R1K00/1/F1/1"),
         b.position(3002, "3002", dpn="E.E/R1K00/2/F1/1"),
         b.position(3003, "3003", dpn="EOE/R1K00/3/F1/1", name="ST3 Cardiology"),
     ])
     stored = {}
+    written = {}
     taken: list[str] = []
     for ahead in (True, False):
         path = write(tmp_path / f"positions-R1K-{ahead}.xml", text)
@@ -422,12 +429,16 @@ def test_a_position_extract_parsed_ahead_is_stored_as_one_parsed_here(tmp_path: 
         try:
             if ahead:
                 gateway.pipeline.ahead = patient(reading.Ahead(1 << 30, frozenset()), taken,
-                                                 expect={reading.POSITIONS_JSON})
+                                                 expect={reading.POSITIONS_JSON,
+                                                         reading.POSITIONS_POSTS})
                 gateway.pipeline.ahead.ask(path, "esr")
             receipt = gateway.pipeline.claim(path, "esr", copy=True)
             assert gateway.pipeline.process(receipt, AS_OF) == "processed"
             stored[ahead] = dict(gateway.store.execute(
                 "SELECT esr_position_id, data FROM positions WHERE vpd = 'R1K'"))
+            written[ahead] = {name: data
+                              for name, data in outbox(gateway).items()
+                              if name.startswith("tis/") and "R1K" in name}
         finally:
             if gateway.pipeline.ahead is not None:
                 gateway.pipeline.ahead.close()
@@ -436,6 +447,11 @@ def test_a_position_extract_parsed_ahead_is_stored_as_one_parsed_here(tmp_path: 
     here = {p.esr_position_id: p for p in reading.parse(path, "esr", LIMIT).document.positions}
     assert stored[True] == stored[False] == {
         3001: codec.dumps(here[3001]), 3003: codec.dumps(here[3003])}
+    assert list(written[True]) == ["tis/EOE/positions-R1K-2026-11-02.xml"]
+    assert written[True] == written[False]
+    posts = etree.fromstring(next(iter(written[True].values()))).findall(f"{{{TIS}}}Post")
+    assert [(p.findtext(f"{{{TIS}}}PositionNumber"), p.findtext(f"{{{TIS}}}PositionName"))
+            for p in posts] == [("3001", here[3001].position_name), ("3003", "ST3 Cardiology")]
 
 
 def test_a_file_changed_after_it_was_asked_is_parsed_here(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import BinaryIO
 
 from gateway.flows import Context, Output, Plan, notification_outputs
 from gateway.models import Position, PositionExtract
-from gateway.reading import POSITIONS_JSON
+from gateway.reading import POSITIONS_JSON, POSITIONS_POSTS
 from gateway.rules.positions import RegisterChange, RegisterView, apply_extract
 from gateway.store.interfaces import Positions
 from gateway.xml import writers
@@ -25,12 +25,13 @@ def plan(extract: PositionExtract, ctx: Context) -> Plan:
     las = frozenset(ctx.settings.rules.las_occupation_codes)
     change = apply_extract(extract, view, ctx.as_of, las)
     extract_date = extract.extract_date.isoformat()
+    texts = _by_object(extract.positions, ctx.prepared.get(POSITIONS_POSTS))
     outputs = []
     paths = {}
     for deanery, posts in change.extracts.items():
         path = ctx.output("tis", deanery, f"positions-{vpd}-{extract_date}.xml")
         paths[deanery] = str(path)
-        items = [writers.ExtractPost(p, dup) for p, dup in posts]
+        items = [writers.ExtractPost(p, dup, texts.get(id(p))) for p, dup in posts]
         write = partial(_write_extract, deanery, vpd, extract_date, ctx.now, items)
         outputs.append(Output(path, write))
     stem = ctx.receipt.stem if ctx.receipt else "positions"
@@ -41,18 +42,25 @@ def plan(extract: PositionExtract, ctx: Context) -> Plan:
     return result
 
 
+def _by_object(parsed: Sequence[Position], prepared: Sequence[str] | None) -> dict[int, str]:
+    """What the look-ahead reader made of each of the extract's positions (``prepared``, in
+    their order), by the position object's identity: the rules hand on the extract's own
+    objects (those refused left out, the register's others beside them). Empty if the file
+    was parsed here."""
+    if prepared is None or len(prepared) != len(parsed):
+        return {}
+    return dict(zip(map(id, parsed), prepared, strict=True))
+
+
 def _encoded(
     parsed: Sequence[Position], saved: Sequence[Position], prepared: Sequence[str] | None
 ) -> list[str] | None:
-    """The encoding of each position to save, from those the look-ahead reader made of the
-    extract's positions (``prepared``, in order), or None. The rules save the extract's own
-    position objects (those refused left out), so each is found by its identity."""
-    if prepared is None or len(prepared) != len(parsed):
-        return None
-    by_object = dict(zip(map(id, parsed), prepared, strict=True))
+    """The encoding of each position to save (:func:`_by_object`), or None: the store encodes
+    them all."""
+    by_object = _by_object(parsed, prepared)
     try:
-        return [by_object[id(p)] for p in saved]
-    except KeyError:  # not one of the extract's own: the store encodes them all
+        return [by_object[id(p)] for p in saved] if by_object else None
+    except KeyError:  # not one of the extract's own
         return None
 
 

@@ -432,10 +432,36 @@ def notifications_csv_parts() -> Parts[Notice]:
 @quick_init
 @dataclass(frozen=True, slots=True)
 class ExtractPost:
-    """A post as it goes to TIS: the position and whether its DPN is duplicated."""
+    """A post as it goes to TIS: the position and whether its DPN is duplicated; ``text``:
+    the position's :func:`post_text`, if it was made already (by the look-ahead reader)."""
 
     position: Position
     duplicate: bool
+    text: str | None = None
+
+
+def post_text(p: Position) -> str:
+    """A position's ``<Post>`` in a TIS position extract, all but its ``<Duplicate>`` flag and
+    end tag (the one thing the rules decide)."""
+    scales = "".join(f"<Payscale>{_text(scale)}</Payscale>" for scale in p.payscales)
+    ends = None if p.effective_to is None else p.effective_to.isoformat()
+    return (
+        f"<Post>{_opt_leaf('DeaneryPostNumber', p.dpn)}"
+        f"<PositionNumber>{_text(p.position_number)}</PositionNumber>"
+        f"<PositionName>{_text(p.position_name)}</PositionName>"
+        f"<EsrPositionId>{p.esr_position_id}</EsrPositionId>"
+        f"{_opt_leaf('HostLeadFlag', p.host_lead_flag)}"
+        f"{_opt_leaf('ManagingDeaneryBody', p.managing_deanery_body)}"
+        f"{_opt_leaf('WorkplaceOrgCode', p.workplace_org_code)}"
+        f"{_opt_leaf('OccupationCode', p.occupation_code)}{scales}"
+        f"<PositionType>{_text(p.position_type)}</PositionType>"
+        f"<EffectiveFromDate>{p.effective_from.isoformat()}</EffectiveFromDate>"
+        f"{_opt_leaf('EffectiveToDate', ends)}"
+    )
+
+
+_DUPLICATE = {True: "<Duplicate>true</Duplicate></Post>\n",
+              False: "<Duplicate>false</Duplicate></Post>\n"}
 
 
 def write_position_extract(
@@ -456,23 +482,8 @@ def write_position_extract(
     with document(fh, "position-extract", "PositionExtract", attrs) as doc:
         put = doc._put
         for post in posts:
-            p = post.position
-            scales = "".join(f"<Payscale>{_text(scale)}</Payscale>" for scale in p.payscales)
-            ends = None if p.effective_to is None else p.effective_to.isoformat()
-            put(
-                f"<Post>{_opt_leaf('DeaneryPostNumber', p.dpn)}"
-                f"<PositionNumber>{_text(p.position_number)}</PositionNumber>"
-                f"<PositionName>{_text(p.position_name)}</PositionName>"
-                f"<EsrPositionId>{p.esr_position_id}</EsrPositionId>"
-                f"{_opt_leaf('HostLeadFlag', p.host_lead_flag)}"
-                f"{_opt_leaf('ManagingDeaneryBody', p.managing_deanery_body)}"
-                f"{_opt_leaf('WorkplaceOrgCode', p.workplace_org_code)}"
-                f"{_opt_leaf('OccupationCode', p.occupation_code)}{scales}"
-                f"<PositionType>{_text(p.position_type)}</PositionType>"
-                f"<EffectiveFromDate>{p.effective_from.isoformat()}</EffectiveFromDate>"
-                f"{_opt_leaf('EffectiveToDate', ends)}"
-                f"<Duplicate>{'true' if post.duplicate else 'false'}</Duplicate></Post>\n"
-            )
+            text = post.text
+            put((post_text(post.position) if text is None else text) + _DUPLICATE[post.duplicate])
 
 
 def write_person_update(
