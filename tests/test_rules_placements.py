@@ -1076,3 +1076,56 @@ def test_identical_upsert_after_a_success_is_unchanged() -> None:
     p = placement()
     row = replace(sent_row(p), last_action="create", esr_state="in ESR")
     assert only(run(p, view=FakeView().with_sent(row))).result == Result.UNCHANGED
+
+
+CHANGED = {  # what A10 compares (and what it does not), each to another value
+    "dpn": "EOE/RGT00/002/FY1/001", "start": day(31), "end": day(220), "wte": "0.8",
+    "grade": "F2", "specialty": "Cardiology", "placement_type": "Out of Programme",
+    "forenames": "alex  jo", "surname": "Smyth", "date_of_birth": date(1995, 4, 2),
+    "gender": "M", "nino": None, "gmc_number": "7654322", "email": "a@example.org",
+    "mobile_phone": "07700 900000", "address": Address(line1="2 Lane", town="York",
+                                                       postcode="YO1 1AA"),
+    "tis_person_id": "T1b", "line": 7, "position_number": "1009", "role": "Host",
+    "person_id": None,
+}
+
+
+def what_changed(changes: dict[str, object]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A10's comparison of what was last sent with the placement now, after ``changes``, and
+    the elements whose values differ in the whole records."""
+    from gateway.rules import placements as rules  # noqa: PLC0415 - its private parts
+
+    fields = {f: changes[f] for f in ("dpn", "start", "end", "wte", "grade", "specialty",
+                                      "placement_type", "line") if f in changes}
+    people = {f: changes[f] for f in ("forenames", "surname", "date_of_birth", "gender", "nino",
+                                      "gmc_number", "email", "mobile_phone", "address",
+                                      "tis_person_id") if f in changes}
+    sent = placement()
+    now = replace(sent, trainee=replace(sent.trainee, **people), **fields)  # type: ignore[arg-type]
+    row = SentApplicant("P1", "RGT", "T1", "1001", "Lead", sent, existing_esr_person_id="E1")
+    target = rules._Target(
+        "RGT", position(str(changes.get("position_number", "1001"))),
+        str(changes.get("role", "Lead")), changes.get("person_id", "E1"),  # type: ignore[arg-type]
+    )
+    old = rules._content(sent, row.position_number, row.employer_role, row.existing_esr_person_id)
+    new = rules._content(now, target.position.position_number, target.role, target.person_id)
+    expected = tuple(name for name in rules._ELEMENTS if old[name] != new[name])
+    return rules._changed(row, now, target), expected
+
+
+@pytest.mark.parametrize("key", ["", *CHANGED])
+def test_what_changed_is_what_the_whole_records_say(key: str) -> None:
+    """A10's comparison (the quick look first: nothing changed) names exactly the element that
+    differs when one thing changed, and none when nothing A10 compares did (the line, TIS's
+    person id)."""
+    got, expected = what_changed({key: CHANGED[key]} if key else {})
+    assert got == expected
+    assert bool(got) == (key not in ("", "line", "tis_person_id"))
+
+
+@PROPERTY
+@given(st.sets(st.sampled_from(sorted(CHANGED)), max_size=4))
+def test_property_what_changed_is_what_the_whole_records_say(keys: set[str]) -> None:
+    """The same, whichever few changed together."""
+    got, expected = what_changed({key: CHANGED[key] for key in keys})
+    assert got == expected

@@ -738,6 +738,17 @@ def _withdraw_row(decision: PlacementDecision, row: SentApplicant, why: str) -> 
 
 def _changed(row: SentApplicant, placement: Placement, target: _Target) -> tuple[str, ...]:
     """The applicant record elements that differ from what was last sent."""
+    sent = row.placement
+    if (  # what :func:`_content` is made of, all the same (a re-send, mostly): nothing differs
+        sent.trainee == placement.trainee and sent.start == placement.start
+        and sent.end == placement.end and sent.dpn == placement.dpn
+        and sent.wte == placement.wte and sent.grade == placement.grade
+        and sent.specialty == placement.specialty
+        and sent.placement_type == placement.placement_type
+        and row.position_number == target.position.position_number
+        and row.employer_role == target.role and row.existing_esr_person_id == target.person_id
+    ):
+        return ()
     old = _content(
         row.placement, row.position_number, row.employer_role, row.existing_esr_person_id
     )
