@@ -219,7 +219,7 @@ def still_written(temp: Path, ino: int | None, size: int | None) -> bool:
 
 def publish_all(outputs: Iterable[Written]) -> None:
     """Rename many finished temporary files into place, then fsync each folder once (all at
-    once, :class:`Syncs`).
+    once, :func:`fsync_dirs`).
 
     An output already renamed (same inode in place: a crash after the rename, or another
     process's recovery of a job's outputs that renamed it first) is skipped; one whose
