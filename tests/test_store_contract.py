@@ -515,6 +515,33 @@ def test_position_extracts_replace_or_amend_the_register(open_store: StoreFactor
     assert Post("1006", "Frozen", None, date(2026, 5, 1), "LDN") in store.posts("R1K")
 
 
+def test_the_interface_record_is_replaced_with_what_is_given(open_store: StoreFactory) -> None:
+    """Setting a VPD's interface posts leaves exactly those (a post whose DPN or deanery
+    changed, one gone, one new, the rest as they were, then none at all); another VPD's are
+    untouched; set again as it is, it stays."""
+    store = open_store()
+    first = {1: ("EOE/RGT00/001/FY1/001", "EOE"), 2: ("EOE/RGT00/002/FY1/001", "EOE"),
+             3: ("LDN/RGT00/003/FY1/001", "LDN"), 4: ("EOE/RGT00/004/FY1/001", "EOE")}
+    with store.transaction():
+        store.set_interface_posts("RGT", first)
+        store.set_interface_posts("R1K", {1: ("KSS/R1K00/001/FY1/001", "KSS")})
+    assert store.interface_posts("RGT") == first
+    second = {1: first[1], 2: ("EOE/RGT00/222/FY1/001", "EOE"), 3: (first[3][0], "KSS"),
+              5: ("EOE/RGT00/005/FY1/001", "EOE")}
+    with store.transaction():
+        store.set_interface_posts("RGT", second)
+    assert store.interface_posts("RGT") == second
+    rows = store.execute("SELECT COUNT(*) FROM interface_posts WHERE vpd = 'RGT'")
+    assert [tuple(row) for row in rows] == [(4,)]
+    with store.transaction():
+        store.set_interface_posts("RGT", dict(second))
+    assert store.interface_posts("RGT") == second
+    with store.transaction():
+        store.set_interface_posts("RGT", {})
+    assert store.interface_posts("RGT") == {}
+    assert store.interface_posts("R1K") == {1: ("KSS/R1K00/001/FY1/001", "KSS")}
+
+
 def test_loads_awaiting_are_counted_in_the_store(open_store: StoreFactory) -> None:
     """R6's summary of the loads ESR has not confirmed: records and distinct placements counted,
     oldest first, confirmed records left out; the first ids of each, sorted, on every backend."""

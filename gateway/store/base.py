@@ -499,12 +499,18 @@ class SqlStore:
         return {int(i): (str(d), str(n)) for i, d, n in rows}
 
     def set_interface_posts(self, vpd: str, posts: dict[int, tuple[str, str]]) -> None:
-        """Replace the VPD's record of what is on the interface."""
-        self._execute("DELETE FROM interface_posts WHERE vpd = ?", (vpd,))
-        self._executemany(
-            "INSERT INTO interface_posts (vpd, esr_position_id, dpn, deanery) VALUES (?, ?, ?, ?)",
-            [(vpd, i, d, n) for i, (d, n) in posts.items()],
-        )
+        """Replace the VPD's record of what is on the interface. Only what differs from the
+        record is written (a daily full extract leaves nearly all of it as it was)."""
+        before = self.interface_posts(vpd)
+        stale = [(vpd, i) for i, post in before.items() if posts.get(i) != post]
+        if stale:
+            self._executemany(
+                "DELETE FROM interface_posts WHERE vpd = ? AND esr_position_id = ?", stale)
+        new = [(vpd, i, d, n) for i, (d, n) in posts.items() if before.get(i) != (d, n)]
+        if new:
+            self._executemany(
+                "INSERT INTO interface_posts (vpd, esr_position_id, dpn, deanery)"
+                " VALUES (?, ?, ?, ?)", new)
 
     def vpds(self) -> list[str]:
         """Every VPD with a position register."""
