@@ -171,8 +171,7 @@ class Staging:
         temp = self._tails[final][0]
         new = final not in self._begun
         self._begun.add(final)
-        return files.append_temp(temp, partial(_put_all, pieces), create=new,
-                                 sync=syncs is not None, syncs=syncs)
+        return files.append_temp(temp, partial(_put_all, pieces), create=new, syncs=syncs)
 
     def finish(self) -> list[files.Written]:
         """End every output with its tail and fsync it (several at once, :class:`files.Syncs`):

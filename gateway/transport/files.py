@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from gateway.errors import OutputLost, StorageUnavailable, Vanished
 from gateway.transport import modes
@@ -44,6 +44,8 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+T = TypeVar("T")
+
 SYNC_THREADS = 4  # fsyncs running at once: the disk makes several durable in one journal commit
 SYNC_PENDING = 64  # fsyncs started and not yet done (each holds a descriptor)
 
@@ -64,6 +66,21 @@ def _fsync_and_close(fd: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _submit(sync: Callable[[T], None], what: T) -> Future[None]:
+    """``sync(what)`` in the pool's threads; here and now if the interpreter is ending (no
+    threads to be had), its outcome in the future all the same."""
+    try:
+        return _sync_pool().submit(sync, what)
+    except RuntimeError:
+        done: Future[None] = Future()
+        try:
+            sync(what)
+            done.set_result(None)
+        except OSError as exc:
+            done.set_exception(exc)
+        return done
 
 
 class Syncs:
@@ -89,12 +106,7 @@ class Syncs:
         """fsync ``fd`` (a descriptor of ``temp``, closed once synced) in a thread."""
         if len(self._started) >= SYNC_PENDING:
             self._settle(1)
-        try:
-            future = _sync_pool().submit(_fsync_and_close, fd)
-        except RuntimeError:  # the interpreter is ending: no threads to be had
-            _fsync_and_close(fd)
-            return
-        self._started.append((temp, future))
+        self._started.append((temp, _submit(_fsync_and_close, fd)))
 
     def wait(self) -> None:
         """Wait for every fsync started; :class:`StorageUnavailable` if one failed."""
@@ -122,13 +134,7 @@ def fsync_dirs(folders: Iterable[Path]) -> None:
     if len(folders) == 1:
         fsync_dir(folders[0])
         return
-    try:
-        started = [_sync_pool().submit(fsync_dir, folder) for folder in folders]
-    except RuntimeError:  # the interpreter is ending: no threads to be had
-        started = []
-        for folder in folders:
-            fsync_dir(folder)
-    errors = [future.exception() for future in started]
+    errors = [future.exception() for future in [_submit(fsync_dir, f) for f in folders]]
     for error in errors:
         if error is not None:
             raise error
@@ -171,10 +177,10 @@ def _sync(temp: Path, fd: int, syncs: Syncs | None) -> None:
 
 
 def append_temp(temp: Path, write: Callable[[BinaryIO], None], *, create: bool = False,
-                sync: bool = False, syncs: Syncs | None = None) -> tuple[int, int]:
+                syncs: Syncs | None = None) -> tuple[int, int]:
     """Write more of ``temp`` (``create``: start it, owner-and-group only, as
-    :func:`write_temp`); ``sync``: fsync it, the last piece (``syncs``: in its threads).
-    Returns its (inode, size)."""
+    :func:`write_temp`); ``syncs``: the last piece, fsync it in their threads. Returns its
+    (inode, size)."""
     try:
         if create:
             modes.make_dirs(temp.parent)
@@ -192,8 +198,8 @@ def append_temp(temp: Path, write: Callable[[BinaryIO], None], *, create: bool =
             write(fh)
             fh.flush()
             st = os.fstat(fh.fileno())
-            if sync:
-                _sync(temp, fh.fileno(), syncs)
+            if syncs is not None:
+                syncs.start(temp, os.dup(fh.fileno()))
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
     return st.st_ino, st.st_size
