@@ -237,6 +237,20 @@ class Person:
     absences: tuple[Absence, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class PersonMatch:
+    """What A8 compares of an ESR person: the placement rules' candidates, decoded from the
+    stored person without its assignments, absences and contact details (a third of the time
+    of decoding the whole person)."""
+
+    esr_person_id: str
+    forenames: str
+    surname: str
+    date_of_birth: date
+    nino: str | None = None
+    gmc_number: str | None = None
+
+
 @quick_init
 @dataclass(frozen=True, slots=True)
 class PersonExtract:

@@ -30,7 +30,7 @@ from gateway.models import (
     LoadFile,
     LoadRecord,
     Occupant,
-    Person,
+    PersonMatch,
     Placement,
     PlacementFile,
     Position,
@@ -38,6 +38,7 @@ from gateway.models import (
     SentApplicant,
 )
 from gateway.rules.placements import (
+    Candidate,
     Decider,
     PlacementDecision,
     PlacementView,
@@ -62,7 +63,7 @@ class StoreView:
         """(vpd, position) of every position carrying the DPN."""
         return self.store.positions_with_dpn(dpn)
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
         """ESR persons of the VPD born that day."""
         return self.store.persons_born(vpd, date_of_birth.isoformat())
 
@@ -93,7 +94,7 @@ class PrefetchedView:
 
     store: PlacementState
     positions: dict[str, list[tuple[str, Position]]]
-    persons: dict[tuple[str, str], list[Person]]
+    persons: dict[tuple[str, str], list[PersonMatch]]
     register: dict[str, list[SentApplicant]]
     occupancy: dict[tuple[str, str], list[Occupant]]
     holds: dict[str, Placement]
@@ -120,7 +121,7 @@ class PrefetchedView:
         found = self.positions.get(dpn)
         return found if found is not None else self.store.positions_with_dpn(dpn)
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
         """ESR persons of the VPD born that day."""
         key = (vpd, date_of_birth.isoformat())
         found = self.persons.get(key)
@@ -155,7 +156,7 @@ class WindowedView(Windowed[Placement, PlacementView]):
         """(vpd, position) of every position carrying the DPN."""
         return self.current.positions_with_dpn(dpn)
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
         """ESR persons of the VPD born that day."""
         return self.current.persons_like(vpd, date_of_birth)
 

@@ -24,6 +24,7 @@ from gateway.models import (
     LoadRecord,
     Occupant,
     Person,
+    PersonMatch,
     Placement,
     Position,
     Post,
@@ -756,9 +757,9 @@ class SqlStore:
 
     def persons_born_on(
         self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], list[Person]]:
-        """Persons of each (VPD, date of birth)."""
-        return self._born(Person, "SELECT vpd, date_of_birth, data FROM persons"
+    ) -> dict[tuple[str, str], list[PersonMatch]]:
+        """What A8 compares of the persons of each (VPD, date of birth)."""
+        return self._born(PersonMatch, "SELECT vpd, date_of_birth, data FROM persons"
                           " WHERE (vpd, date_of_birth) IN (?)", keys)
 
     def _born(

@@ -21,6 +21,7 @@ from gateway.models import (
     LoadFile,
     Occupant,
     Person,
+    PersonMatch,
     Placement,
     Position,
     Post,
@@ -268,8 +269,8 @@ class Persons(Protocol):
 
     def persons_born_on(
         self, keys: Collection[tuple[str, str]]
-    ) -> dict[tuple[str, str], list[Person]]:
-        """Persons of each (VPD, date of birth)."""
+    ) -> dict[tuple[str, str], list[PersonMatch]]:
+        """What A8 compares of the persons of each (VPD, date of birth)."""
         ...
 
 
