@@ -164,15 +164,18 @@ class Position:
 @quick_init
 @dataclass(frozen=True, slots=True)
 class Post:
-    """What the person rules need of a registered position (U1: on the interface; U3: its
-    deanery): read from the register without the rest of the position, for every person
-    extract of the VPD."""
+    """What the person and placement rules need of a registered position (U1 and P1: on the
+    interface; U3: its deanery; A6: host or lead; A7: single or shared): read from the register
+    without the rest of the position, for every person extract of the VPD and every window of
+    a placement file."""
 
     position_number: str
     hiring_status: str
     dpn: str | None = None
     effective_to: date | None = None
     managing_deanery_body: str | None = None
+    position_type: str | None = None
+    host_lead_flag: str | None = None
 
 
 @quick_init

@@ -510,13 +510,19 @@ def test_position_extracts_replace_or_amend_the_register(open_store: StoreFactor
                     managing_deanery_body="LDN")
     with store.transaction():
         store.save_positions("R1K", [ended], replace=False)
-    for vpd in ("RGT", "R1K"):  # the person rules' view of the register: each Post its position's
+    def as_post(p: Position) -> Post:
+        return Post(p.position_number, p.hiring_status, p.dpn, p.effective_to,
+                    p.managing_deanery_body, p.position_type, p.host_lead_flag)
+
+    for vpd in ("RGT", "R1K"):  # the rules' view of the register: each Post its position's
         assert sorted(store.posts(vpd), key=lambda p: p.position_number) == [
-            Post(p.position_number, p.hiring_status, p.dpn, p.effective_to,
-                 p.managing_deanery_body)
+            as_post(p)
             for p in sorted(store.positions(vpd).values(), key=lambda p: p.position_number)
         ]
-    assert Post("1006", "Frozen", None, date(2026, 5, 1), "LDN") in store.posts("R1K")
+    dpns = {post(n).dpn or "" for n in range(1, 6)} | {"EOE/RGT00/999/FY1/001"}
+    assert store.positions_with_dpns(dpns) == {  # the placement rules' view, asked in bulk
+        dpn: [(vpd, as_post(p)) for vpd, p in store.positions_with_dpn(dpn)] for dpn in dpns}
+    assert Post("1006", "Frozen", None, date(2026, 5, 1), "LDN", "Single") in store.posts("R1K")
 
 
 def test_the_interface_record_is_replaced_with_what_is_given(open_store: StoreFactory) -> None:

@@ -34,6 +34,7 @@ from gateway.models import (
     Placement,
     PlacementFile,
     Position,
+    Post,
     Result,
     SentApplicant,
 )
@@ -59,7 +60,7 @@ class StoreView:
 
     store: PlacementState
 
-    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
+    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position | Post]]:
         """(vpd, position) of every position carrying the DPN."""
         return self.store.positions_with_dpn(dpn)
 
@@ -93,7 +94,7 @@ class PrefetchedView:
     question about something not prefetched (none is expected) is asked of the store."""
 
     store: PlacementState
-    positions: dict[str, list[tuple[str, Position]]]
+    positions: dict[str, list[tuple[str, Post]]]
     persons: dict[tuple[str, str], list[PersonMatch]]
     register: dict[str, list[SentApplicant]]
     occupancy: dict[tuple[str, str], list[Occupant]]
@@ -116,7 +117,7 @@ class PrefetchedView:
         return cls(store, positions, store.persons_born_on(births), register,
                    store.occupants_of(posts), store.held_many(pids), frozenset(pids))
 
-    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
+    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position | Post]]:
         """(vpd, position) of every position carrying the DPN."""
         found = self.positions.get(dpn)
         return found if found is not None else self.store.positions_with_dpn(dpn)
@@ -152,7 +153,7 @@ class WindowedView(Windowed[Placement, PlacementView]):
     def __init__(self, store: PlacementState, size: int = WINDOW) -> None:
         super().__init__(partial(PrefetchedView.of, store), StoreView(store), size)
 
-    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
+    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position | Post]]:
         """(vpd, position) of every position carrying the DPN."""
         return self.current.positions_with_dpn(dpn)
 

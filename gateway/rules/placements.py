@@ -62,6 +62,7 @@ from gateway.models import (
     Outcome,
     Placement,
     Position,
+    Post,
     Result,
     SentApplicant,
     Trainee,
@@ -98,7 +99,7 @@ class Candidate(Protocol):
 class PlacementView(Protocol):
     """A read-only view of the gateway's state, as the placement rules need it."""
 
-    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
+    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position | Post]]:
         """(vpd, position) in every VPD carrying the DPN, on the interface or not."""
         ...
 
@@ -225,7 +226,7 @@ class _Overlay:
         self._by_position: dict[tuple[str, str], list[SentApplicant]] = {}
         self._holds: dict[str, Placement | None] = {}
 
-    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position]]:
+    def positions_with_dpn(self, dpn: str) -> Sequence[tuple[str, Position | Post]]:
         """As the view: the file does not change positions."""
         return self._view.positions_with_dpn(dpn)
 
@@ -301,7 +302,7 @@ class _Target:
     """A VPD the placement goes to: its position, the employer role and the matched person."""
 
     vpd: str
-    position: Position
+    position: Position | Post
     role: str
     person_id: str | None
 
@@ -481,7 +482,8 @@ def _targets(placement: Placement, state: PlacementView, as_of: date) -> list[_T
     return targets
 
 
-def _positions(placement: Placement, state: PlacementView, as_of: date) -> dict[str, Position]:
+def _positions(placement: Placement, state: PlacementView, as_of: date
+               ) -> dict[str, Position | Post]:
     """A4 and A5: the one position on the interface carrying the DPN in each VPD."""
     dpn = placement.dpn
     known = state.positions_with_dpn(dpn)
@@ -510,7 +512,7 @@ def _positions(placement: Placement, state: PlacementView, as_of: date) -> dict[
     return {vpd: positions[0] for vpd, positions in live.items()}
 
 
-def _roles(dpn: str, positions: Mapping[str, Position]) -> dict[str, str]:
+def _roles(dpn: str, positions: Mapping[str, Position | Post]) -> dict[str, str]:
     """A6: the employer role in each VPD; several VPDs need one Lead and the rest Host."""
     flags = {vpd: p.host_lead_flag for vpd, p in positions.items()}
     if len(flags) == 1:
@@ -887,14 +889,14 @@ def _sent_text(records: Iterable[ApplicantRecord]) -> str:
     return shared(f"Sent to ESR: {'; '.join(parts)}.")  # few texts for a whole file
 
 
-def _by_vpd(pairs: Iterable[tuple[str, Position]]) -> dict[str, list[Position]]:
-    grouped: dict[str, list[Position]] = {}
+def _by_vpd(pairs: Iterable[tuple[str, Position | Post]]) -> dict[str, list[Position | Post]]:
+    grouped: dict[str, list[Position | Post]] = {}
     for vpd, position in pairs:
         grouped.setdefault(vpd, []).append(position)
     return grouped
 
 
-def _lead_vpd(pairs: Sequence[tuple[str, Position]]) -> str | None:
+def _lead_vpd(pairs: Sequence[tuple[str, Position | Post]]) -> str | None:
     """The VPD an outcome is reported against: a lone VPD (whatever its flag), else the one VPD
     flagged Lead, else None."""
     vpds = {vpd for vpd, _ in pairs}
@@ -904,13 +906,13 @@ def _lead_vpd(pairs: Sequence[tuple[str, Position]]) -> str | None:
     return leads.pop() if len(leads) == 1 else None
 
 
-def _position_number(positions: Sequence[Position], as_of: date) -> str | None:
+def _position_number(positions: Sequence[Position | Post], as_of: date) -> str | None:
     """The VPD's position for the DPN when there is one (on the interface preferred)."""
     live = [p for p in positions if on_interface(p, as_of)] or list(positions)
     return live[0].position_number if len(live) == 1 else None
 
 
-def _why_off(position: Position) -> str:
+def _why_off(position: Position | Post) -> str:
     """Why a position carrying a DPN is not on the interface (P1)."""
     if position.hiring_status not in ON_INTERFACE_STATUSES:
         return position.hiring_status

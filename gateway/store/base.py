@@ -743,16 +743,17 @@ class SqlStore:
 
     # --- bulk reads of one file's state (a few statements per file, not per record) -----------
 
-    def positions_with_dpns(self, dpns: Collection[str]) -> dict[str, list[tuple[str, Position]]]:
-        """(vpd, position) of every registered position carrying each DPN, in any VPD."""
-        found: dict[str, list[tuple[str, Position]]] = {d: [] for d in dpns}
+    def positions_with_dpns(self, dpns: Collection[str]) -> dict[str, list[tuple[str, Post]]]:
+        """(vpd, post) of every registered position carrying each DPN, in any VPD: what the
+        rules need of each (:class:`Post`), the rest of its JSON skipped unbuilt."""
+        found: dict[str, list[tuple[str, Post]]] = {d: [] for d in dpns}
         for chunk in _chunks(sorted(dpns)):
             for vpd, dpn, data in self._select_in(
                 "SELECT vpd, dpn, data FROM positions WHERE dpn IN (?)"
                 " ORDER BY vpd, esr_position_id",
                 chunk,
             ):
-                found[str(dpn)].append((_vpd(vpd), codec.loads(Position, data)))
+                found[str(dpn)].append((_vpd(vpd), codec.loads(Post, data)))
         return found
 
     def persons_born_on(

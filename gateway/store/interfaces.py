@@ -233,8 +233,8 @@ class Positions(Protocol):
         """(kind, vpd, deanery, extract_date) of the last extract of each."""
         ...
 
-    def positions_with_dpns(self, dpns: Collection[str]) -> dict[str, list[tuple[str, Position]]]:
-        """(vpd, position) of every registered position carrying each DPN, in any VPD."""
+    def positions_with_dpns(self, dpns: Collection[str]) -> dict[str, list[tuple[str, Post]]]:
+        """(vpd, post) of every registered position carrying each DPN, in any VPD."""
         ...
 
 
