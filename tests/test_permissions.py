@@ -224,3 +224,26 @@ def test_the_systemd_unit_sets_an_owner_and_group_umask() -> None:
     unit = Path(__file__).resolve().parent.parent / "config" / "systemd" / "dit-gateway.service"
     lines = [line.strip() for line in unit.read_text().splitlines()]
     assert "UMask=0027" in lines
+
+
+@pytest.mark.parametrize(("path", "private"), [
+    ("var", True), ("var/", True), ("var/archive/f.xml", True), ("var/a/../b", True),
+    ("varx/f.xml", False), ("var/../outbox/f.xml", False), ("outbox/var/f.xml", False),
+    (".", False),
+])
+def test_private_is_what_lies_under_var_by_its_parts(tmp_path: Path, path: str,
+                                                      private: bool) -> None:
+    """A path is private exactly when it lies under ``var/``, part by part as
+    ``Path.is_relative_to`` says: a sibling whose name begins ``var`` is not, nor a path that
+    climbs out with ``..``."""
+    from gateway.transport import modes  # noqa: PLC0415
+
+    before = modes._policy.private, modes._policy.gid
+    try:
+        modes.configure(tmp_path / "var")
+        assert modes.file_mode(tmp_path / path) == (
+            modes.PRIVATE_FILE if private else modes.SHARED_FILE)
+        absolute = Path(os.path.abspath(tmp_path / path))
+        assert absolute.is_relative_to(tmp_path / "var") is private
+    finally:
+        modes._policy.private, modes._policy.gid = before
