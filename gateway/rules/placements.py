@@ -236,16 +236,22 @@ class _Overlay:
 
     def sent(self, placement_id: str) -> Sequence[SentApplicant]:
         """The view's rows of the placement, replaced by any decided since."""
-        rows = {row.vpd: row for row in self._view.sent(placement_id)}
-        rows.update((row.vpd, row) for row in self._by_placement.get(placement_id, ()))
+        found = self._view.sent(placement_id)
+        decided = self._by_placement.get(placement_id)
+        if not decided and len(found) < 2:  # nearly always: one row or none, nothing laid over
+            return found
+        rows = {row.vpd: row for row in found}
+        rows.update((row.vpd, row) for row in decided or ())
         return [rows[vpd] for vpd in sorted(rows)]
 
     def occupants(self, vpd: str, position_number: str) -> Sequence[Occupant]:
         """The view's occupants, with the placements decided since in their new state."""
+        decided = self._by_placement
         kept = [
             o
             for o in self._view.occupants(vpd, position_number)
-            if o.placement_id is None or self._decided(o.placement_id, vpd) is None
+            if o.placement_id is None or o.placement_id not in decided
+            or self._decided(o.placement_id, vpd) is None
         ]
         added = [
             _occupant(row)
@@ -368,13 +374,17 @@ def _upsert(
     active = {
         row.vpd: row for row in state.sent(pid) if not row.withdrawn and not row.failed_create
     }  # R4: a create ESR failed was never sent
-    decision = _plan(placement, targets, active)
-    if not decision.records:
-        text = "Identical to what was last sent to ESR: nothing sent."
-        return PlacementDecision(outcomes=[Outcome(pid, Result.UNCHANGED, text, vpd=lead)])
-    _check_cutoff(placement, as_of, rules)
-    if not active and (placement.start - as_of).days > rules.window_days:
-        return _deferred(placement, as_of, rules, lead)
+    if active:
+        decision = _plan(placement, targets, active)
+        if not decision.records:
+            text = "Identical to what was last sent to ESR: nothing sent."
+            return PlacementDecision(outcomes=[Outcome(pid, Result.UNCHANGED, text, vpd=lead)])
+        _check_cutoff(placement, as_of, rules)
+    else:  # a create in every VPD, so never unchanged: A2 and A3 first, no records built for
+        _check_cutoff(placement, as_of, rules)  # a placement refused or held
+        if (placement.start - as_of).days > rules.window_days:
+            return _deferred(placement, as_of, rules, lead)
+        decision = _plan(placement, targets, active)
     result = Result.UPDATED if active else Result.LOADED
     decision.outcomes.append(Outcome(pid, result, _sent_text(decision.records), vpd=lead))
     if state.held(pid) is not None:
