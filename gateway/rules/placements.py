@@ -49,6 +49,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Protocol
 
 from gateway.codes import INVALID_ROUTING_CODE, deanery_refusal
@@ -276,8 +277,10 @@ class _Overlay:
                 self._by_position[(old.vpd, old.position_number)].remove(old)
             rows.append(row)
             self._by_position.setdefault((row.vpd, row.position_number), []).append(row)
-        self._holds.update(dict.fromkeys(decision.release))
-        self._holds.update({p.placement_id: p for p in decision.hold})
+        if decision.release:
+            self._holds.update(dict.fromkeys(decision.release))
+        if decision.hold:
+            self._holds.update({p.placement_id: p for p in decision.hold})
 
     def _decided(self, placement_id: str, vpd: str) -> SentApplicant | None:
         """The row decided since for the placement in the VPD."""
@@ -396,13 +399,17 @@ def _deferred(
     placement: Placement, as_of: date, rules: Rules, lead: str | None
 ) -> PlacementDecision:
     """A3: held until ``window_days`` before the start."""
-    due = placement.start - timedelta(days=rules.window_days)
-    text = shared(  # one text per start day, however many are held
-        f"Starts on {placement.start}, more than {rules.window_days} days after {as_of}: "
-        f"held, and sent to ESR on the first run on or after {due}."
-    )
+    text = _deferred_text(placement.start, rules.window_days, as_of)
     outcome = Outcome(placement.placement_id, Result.DEFERRED, text, vpd=lead)
     return PlacementDecision(outcomes=[outcome], hold=[placement])
+
+
+@lru_cache(maxsize=1024)
+def _deferred_text(start: date, window_days: int, as_of: date) -> str:
+    """One text per start day, however many are held (made once, not per placement)."""
+    due = start - timedelta(days=window_days)
+    return (f"Starts on {start}, more than {window_days} days after {as_of}: held, and sent "
+            f"to ESR on the first run on or after {due}.")
 
 
 def _rejected(
@@ -503,6 +510,8 @@ def _positions(placement: Placement, state: PlacementView, as_of: date
             f"DPN {dpn} is on no ESR position: add it to the training position in ESR, or ask "
             "the local office to correct the DPN in TIS.",
         )
+    if len(known) == 1 and on_interface(known[0][1], as_of):  # nearly always: one position
+        return {known[0][0]: known[0][1]}
     live = _by_vpd((vpd, p) for vpd, p in known if on_interface(p, as_of))
     if not live:
         dead = ", ".join(f"{vpd} {p.position_number} ({_why_off(p)})" for vpd, p in known)
