@@ -33,6 +33,7 @@ AS_OF = date(2026, 11, 2)
 # bytes of output pieces a streamed file holds before appending them: every window, now and
 # then, or only at the end (Staging.LIMIT)
 HELD = st.sampled_from([0, 2000, Staging.LIMIT])
+COUNTED = st.sampled_from([0, 2, 100_000])  # keys a tally keeps in memory (flows.HELD)
 DPN_A = "EOE/RGT00/001/FY1/001"  # RGT (Single) and R1K (Host): a host/lead pair
 DPN_B = "EOE/RGT00/002/CT1/001"  # RGT, Shared
 DPN_C = "EOE/RGT00/003/ST1/001"  # RGT, Single
@@ -119,17 +120,20 @@ def placement_files(draw: st.DrawFn) -> list[str]:
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(placement_files(), min_size=1, max_size=3), window=st.integers(1, 4),
-       held=HELD)
+       held=HELD, counted=COUNTED)
 def test_a_file_streamed_in_windows_gives_what_the_whole_file_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[list[str]], window: int,
-    held: int,
+    held: int, counted: int,
 ) -> None:
     """Windows of 1–4 placements, one file after another (so re-sends and held placements meet
     the register), then the daily release of the held ones: the outputs, acknowledgements
     included, and every table a placement file changes are the same as when each file, and
     the release, is decided whole — whether the outputs are appended to their files after
-    every window or after several (``held``: bytes of pieces held at once)."""
+    every window or after several (``held``: bytes of pieces held at once), and whether the
+    file's tallies (A9, A13) are in the store from the start, move there on the way, or stay
+    in memory (``counted``: keys a tally keeps in memory)."""
     monkeypatch.setattr(placement_flow, "WINDOW", window)
+    monkeypatch.setattr(placement_flow, "HELD", counted)
     monkeypatch.setattr(Staging, "LIMIT", held)
     example = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example
     streamed = new_gateway(example / "streamed", streamed=True)
@@ -155,8 +159,11 @@ def test_a_file_streamed_in_windows_gives_what_the_whole_file_gives(
 def test_streamed_on_postgresql_as_on_sqlite(tmp_path: Path, store_url: str,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The same on each backend, with windows of two: the later windows read what the earlier
-    ones wrote in the file's open transaction (placements, checks, the daily release)."""
+    ones wrote in the file's open transaction (placements, checks, the daily release), the
+    tallies moving into the store once they count more than three keys."""
     monkeypatch.setattr(placement_flow, "WINDOW", 2)
+    monkeypatch.setattr(placement_flow, "HELD", 3)
+    monkeypatch.setattr(check_flow, "HELD", 3)
     rows = [
         b.placement("P1", dpn=DPN_A, start="2027-01-01", person=PEOPLE[0]),
         b.placement("P2", dpn=DPN_C, start="2027-01-01", person=PEOPLE[1]),
@@ -167,7 +174,9 @@ def test_streamed_on_postgresql_as_on_sqlite(tmp_path: Path, store_url: str,
     ] + [b.placement(f"Q{n}", dpn=DPN_B, start="2027-01-05", person=PEOPLE[2])
          for n in range(45)  # more than 40 on one position: a second load file (A13)
          ] + [b.placement(f"H{n}", dpn=DPN_B, start="2027-05-01", person=PEOPLE[n % 3])
-              for n in range(5)]  # held, released later in three windows
+              for n in range(5)  # held, released later in three windows
+              ] + [b.placement("P2", dpn=DPN_C, start="2027-01-01", person=PEOPLE[1])]  # again,
+    # windows after the first: A9 finds it in the store
     streamed = new_gateway(tmp_path / "streamed", streamed=True, store_url=store_url)
     whole = new_gateway(tmp_path / "whole", streamed=False)
     try:
@@ -176,6 +185,8 @@ def test_streamed_on_postgresql_as_on_sqlite(tmp_path: Path, store_url: str,
         whole.process("tis", "placements.xml", b.placements(rows), AS_OF)
         got = outbox(streamed)
         assert got == outbox(whole)
+        ack = next(text for name, text in got.items() if name.endswith("placements.ack.xml"))
+        assert ack.count(b"DUPLICATE_IN_FILE") == 2  # P1 in the next window, P2 far after
         assert "esr/RGT/applicants-placements-" in "".join(got)
         assert sum("applicants-" in name for name in got) == 3  # RGT twice (A13), R1K
         monkeypatch.setattr(check_flow, "WINDOW", 2)
@@ -259,15 +270,16 @@ def check_files(draw: st.DrawFn) -> list[str]:
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(check_files(), min_size=1, max_size=2), window=st.integers(1, 3),
-       held=HELD)
+       held=HELD, counted=COUNTED)
 def test_a_check_file_streamed_in_windows_gives_what_the_whole_file_gives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: list[list[str]], window: int,
-    held: int,
+    held: int, counted: int,
 ) -> None:
     """As for placements: check files decided in windows of 1–3 applicants, one file after
     another (so that checks already sent meet C3, in the file and across files), give the same
     outputs and state as each file decided whole."""
     monkeypatch.setattr(check_flow, "WINDOW", window)
+    monkeypatch.setattr(check_flow, "HELD", counted)  # C3's tally: as for placements
     monkeypatch.setattr(Staging, "LIMIT", held)
     example = Path(tempfile.mkdtemp(dir=tmp_path))  # one per example
     gateways = [new_gateway(example / "streamed", streamed=True),
@@ -355,3 +367,40 @@ def test_a_tally_reads_its_windows_keys_and_asks_the_store_for_the_others(tmp_pa
     alone.read(["P2"])  # nothing is let go without a store
     assert "P1" in alone
     assert "P2" not in alone
+
+
+def test_a_tally_keeps_its_counts_in_memory_until_it_has_too_many(tmp_path: Path) -> None:
+    """Held (``held`` keys): every count in memory across windows and no statement; past
+    ``held`` keys, at the next write, all of them move into the store, and from then on it
+    reads and writes a window at a time as a tally in the store from the start does."""
+    store = SqliteStore(tmp_path / "g.db")
+    try:
+        with store.transaction():
+            store.begin_tallies()
+            asked: list[str] = []
+            store._conn().set_trace_callback(asked.append)
+            tally = Tally(store, "A9", one_key, held=3)
+            for window in (["P1", "P2"], ["P3"]):
+                tally.read(window)
+                for pid in window:
+                    assert pid not in tally
+                    tally.add(pid)
+                tally.write()
+            assert [p in tally for p in ("P1", "P2", "P3", "P9")] == [True, True, True, False]
+            assert not tally.in_store
+            assert [q for q in asked if "file_tally" in q] == []  # nothing asked, nothing written
+            assert store.tallies("A9", [("", "P1")]) == {}
+            tally.read(["P4", "P1"])
+            tally.add("P4")
+            tally.write()  # four keys: more than three, moved
+            assert tally.in_store
+            assert store.tallies("A9", [("", p) for p in ("P1", "P2", "P3", "P4", "P5")]) == {
+                ("", p): 1 for p in ("P1", "P2", "P3", "P4")}
+            tally.read(["P5"])
+            assert "P2" in tally  # not read for this window: asked of the store
+            assert "P5" not in tally
+            tally.add("P5")
+            tally.write()
+            assert store.tallies("A9", [("", "P5")]) == {("", "P5"): 1}
+    finally:
+        store.close()

@@ -275,25 +275,37 @@ K = TypeVar("K", bound=Hashable)
 
 class Tally(Generic[K]):
     """A count per key that a file decided a window at a time keeps across its windows (A9's
-    placement ids, A13's records per position, C3's transfers), in the store for the file's
-    transaction (:class:`~gateway.store.interfaces.Tallies`), so that it does not grow in
-    memory with the file: :meth:`read` the keys the next window will ask before deciding it,
-    :meth:`write` what it changed after. A key not read is asked of the store. Between the two
-    it answers as a dict of counts (``get``, ``[]=``) and as a set (``in``, ``add``).
+    placement ids, A13's records per position, C3's transfers). Between :meth:`read` (the keys
+    the next window will ask) and :meth:`write` (after it), it answers as a dict of counts
+    (``get``, ``[]=``) and as a set (``in``, ``add``).
+
+    It keeps every count in memory while it has at most ``held`` keys (a national file's
+    60,000 placement ids take ~6 MiB): no statement at all. Past that, at the next
+    :meth:`write`, it moves them into the store for the file's transaction
+    (:class:`~gateway.store.interfaces.Tallies`) and from then on holds only the keys read
+    for the window, and those set since, so that it does not grow in memory with the file; a
+    key not read is asked of the store. ``held=0``: the store from the start.
 
     Without a store it is a plain dict that never forgets (a file decided whole)."""
 
     def __init__(self, store: Tallies | None, name: str,
-                 pair: Callable[[K], tuple[str, str]]) -> None:
+                 pair: Callable[[K], tuple[str, str]], held: int = 0) -> None:
         self.store = store
         self.name = name
         self._pair = pair
+        self._held = held
+        self._whole = store is None or held > 0  # _known has every count of the file so far
         self._known: dict[K, int] = {}  # counts read or set; a key read without one: 0
         self._changed: dict[K, int] = {}
 
+    @property
+    def in_store(self) -> bool:
+        """Whether the counts have moved into the store."""
+        return not self._whole
+
     def read(self, keys: Iterable[K]) -> None:
-        """Let the last window's counts go and read those of ``keys``."""
-        if self.store is None:
+        """Let the last window's counts go and read those of ``keys`` (held: nothing to do)."""
+        if self._whole or self.store is None:
             return
         asked = {self._pair(key): key for key in keys}
         found = self.store.tallies(self.name, asked)
@@ -301,8 +313,18 @@ class Tally(Generic[K]):
         self._changed = {}
 
     def write(self) -> None:
-        """Write the counts set since :meth:`read` into the store."""
-        if self.store is not None and self._changed:
+        """Write the counts set since :meth:`read` into the store; or, held, move them all
+        there once they are more than ``held``."""
+        if self.store is None:
+            return
+        if self._whole:
+            if len(self._known) > self._held:
+                self.store.set_tallies(self.name, {
+                    self._pair(k): n for k, n in self._known.items() if n})
+                self._whole = False
+                self._known = {}
+            return
+        if self._changed:
             self.store.set_tallies(self.name, {self._pair(k): n for k, n in self._changed.items()})
         self._changed = {}
 
@@ -311,14 +333,14 @@ class Tally(Generic[K]):
         n = self._known.get(key)
         if n is None:
             n = 0
-            if self.store is not None:
+            if not self._whole and self.store is not None:
                 n = self.store.tallies(self.name, [self._pair(key)]).get(self._pair(key), 0)
                 self._known[key] = n
         return n or default
 
     def __setitem__(self, key: K, n: int) -> None:
         self._known[key] = n
-        if self.store is not None:
+        if not self._whole:
             self._changed[key] = n
 
     def __contains__(self, key: object) -> bool:
@@ -327,6 +349,9 @@ class Tally(Generic[K]):
     def add(self, key: K) -> None:
         """Count ``key`` as shown (a set's ``add``)."""
         self[key] = max(self.get(key), 1)
+
+
+HELD = 100_000  # keys a streamed file's tally keeps in memory before it moves them to the store
 
 
 def one_key(key: str) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from functools import partial
 
 from gateway import faults
 from gateway.flows import (
+    HELD,
     Context,
     NoticeParts,
     Output,
@@ -133,7 +134,7 @@ def stream(applicants: Iterable[CheckApplicant], ctx: Context, sink: Sink) -> No
     source = ctx.receipt.name if ctx.receipt else stem
     sha = ctx.receipt.sha256 if ctx.receipt else ""
     ctx.store.begin_tallies()
-    done = Tally(ctx.store, "C3", two_keys)
+    done = Tally(ctx.store, "C3", two_keys, HELD)
     decider = CheckDecider(ctx.as_of, done)
     loads: dict[str, writers.Parts[writers.CheckTransferRow]] = {}
     notices = NoticeParts(ctx, f"notifications-{stem}-{ctx.sha12}")

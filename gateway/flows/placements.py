@@ -12,6 +12,7 @@ from functools import partial
 
 from gateway import faults
 from gateway.flows import (
+    HELD,
     Context,
     NoticeParts,
     Output,
@@ -270,9 +271,9 @@ def stream(placements: Iterable[Placement], ctx: Context, sink: Sink) -> None:
     sha = ctx.receipt.sha256 if ctx.receipt else ""
     name = f"{stem}-{ctx.sha12}"
     ctx.store.begin_tallies()
-    seen = Tally(ctx.store, "A9", one_key)
+    seen = Tally(ctx.store, "A9", one_key, HELD)
     decider = Decider(ctx.as_of, ctx.settings.rules, seen)
-    split = _LoadSplit(name, source, sha, Tally(ctx.store, "A13", two_keys))
+    split = _LoadSplit(name, source, sha, Tally(ctx.store, "A13", two_keys, HELD))
     notices = NoticeParts(ctx, f"notifications-{name}")
     for window in windows(placements, WINDOW):
         seen.read(placement.placement_id for placement in window)
@@ -362,7 +363,7 @@ def release_stream(ctx: Context, sink: Sink) -> Plan:
     as_of = ctx.as_of.isoformat()
     name = f"released-{as_of}"
     ctx.store.begin_tallies()
-    seen = Tally(ctx.store, "A9", one_key)
+    seen = Tally(ctx.store, "A9", one_key, HELD)
     decider = Decider(ctx.as_of, ctx.settings.rules, seen)
     splits: dict[tuple[str, str], _LoadSplit] = {}
     notices = NoticeParts(ctx, f"notifications-{name}")
