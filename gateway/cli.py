@@ -104,8 +104,9 @@ def _pipeline(settings: config_module.Settings) -> Iterator[Pipeline]:
 # full passes walks every object alive. A national file builds millions of small records, a
 # few dozen alive at a time and none in a cycle: with the default, the collector took 0.3-0.5 s
 # of a 60,000-placement file (docs/performance.md, eighth round); every 20,000, 0.19 s; every
-# 200,000, 0.01 s, at the same peak (a window's records die before they are walked; twelfth).
-GC_THRESHOLD = (200_000, 10, 10)
+# 50,000, 0.05 s (a window's records die before they are walked; twelfth round), for ~5 MiB
+# more at a position or person extract's peak (every 200,000: 0.01 s, 6 MiB).
+GC_THRESHOLD = (50_000, 10, 10)
 
 
 def tune_gc() -> None:

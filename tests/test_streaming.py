@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from gateway import config
 from gateway.cli import FLOWS
-from gateway.flows import Staging, Tally, one_key, two_keys
+from gateway.flows import Held, Staging, Tally, one_key, two_keys
 from gateway.flows import checks as check_flow
 from gateway.flows import placements as placement_flow
 from gateway.jobs import JOBS, run_jobs
@@ -369,17 +369,21 @@ def test_a_tally_reads_its_windows_keys_and_asks_the_store_for_the_others(tmp_pa
     assert "P2" not in alone
 
 
-def test_a_tally_keeps_its_counts_in_memory_until_it_has_too_many(tmp_path: Path) -> None:
-    """Held (``held`` keys): every count in memory across windows and no statement; past
-    ``held`` keys, at the next write, all of them move into the store, and from then on it
-    reads and writes a window at a time as a tally in the store from the start does."""
+def test_a_files_tallies_keep_their_counts_in_memory_until_they_have_too_many(
+        tmp_path: Path) -> None:
+    """Held (``Held(3)``, shared by a file's tallies): every count in memory across windows and
+    no statement; once they keep more than three keys together, at the next write of either,
+    all of them move into the store, and from then on each reads and writes a window at a
+    time as a tally in the store from the start does."""
     store = SqliteStore(tmp_path / "g.db")
     try:
         with store.transaction():
             store.begin_tallies()
             asked: list[str] = []
             store._conn().set_trace_callback(asked.append)
-            tally = Tally(store, "A9", one_key, held=3)
+            held = Held(3)
+            tally = Tally(store, "A9", one_key, held)
+            other = Tally(store, "A13", two_keys, held)
             for window in (["P1", "P2"], ["P3"]):
                 tally.read(window)
                 for pid in window:
@@ -389,18 +393,20 @@ def test_a_tally_keeps_its_counts_in_memory_until_it_has_too_many(tmp_path: Path
             assert [p in tally for p in ("P1", "P2", "P3", "P9")] == [True, True, True, False]
             assert not tally.in_store
             assert [q for q in asked if "file_tally" in q] == []  # nothing asked, nothing written
-            assert store.tallies("A9", [("", "P1")]) == {}
-            tally.read(["P4", "P1"])
-            tally.add("P4")
-            tally.write()  # four keys: more than three, moved
+            other[("RGT", "1")] = 2
+            other.write()  # four keys together: more than three, both moved
             assert tally.in_store
-            assert store.tallies("A9", [("", p) for p in ("P1", "P2", "P3", "P4", "P5")]) == {
-                ("", p): 1 for p in ("P1", "P2", "P3", "P4")}
-            tally.read(["P5"])
+            assert other.in_store
+            assert store.tallies("A9", [("", p) for p in ("P1", "P2", "P3", "P4")]) == {
+                ("", p): 1 for p in ("P1", "P2", "P3")}
+            assert store.tallies("A13", [("RGT", "1")]) == {("RGT", "1"): 2}
+            tally.read(["P4"])
             assert "P2" in tally  # not read for this window: asked of the store
-            assert "P5" not in tally
-            tally.add("P5")
+            assert "P4" not in tally
+            tally.add("P4")
             tally.write()
-            assert store.tallies("A9", [("", "P5")]) == {("", "P5"): 1}
+            assert store.tallies("A9", [("", "P4")]) == {("", "P4"): 1}
+            other.read([("RGT", "1")])
+            assert other.get(("RGT", "1")) == 2
     finally:
         store.close()

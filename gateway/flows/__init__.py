@@ -273,35 +273,54 @@ def windows(records: Iterable[T], size: int) -> Iterator[list[T]]:
 K = TypeVar("K", bound=Hashable)
 
 
+class Held:
+    """How many keys the tallies of one file (:class:`Tally`) may keep in memory together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.tallies: list[Tally[Any]] = []
+
+    def over(self) -> bool:
+        """Whether the tallies keep more keys than ``limit``."""
+        return sum(tally.kept for tally in self.tallies) > self.limit
+
+
 class Tally(Generic[K]):
     """A count per key that a file decided a window at a time keeps across its windows (A9's
     placement ids, A13's records per position, C3's transfers). Between :meth:`read` (the keys
     the next window will ask) and :meth:`write` (after it), it answers as a dict of counts
     (``get``, ``[]=``) and as a set (``in``, ``add``).
 
-    It keeps every count in memory while it has at most ``held`` keys (a national file's
-    60,000 placement ids take ~6 MiB): no statement at all. Past that, at the next
-    :meth:`write`, it moves them into the store for the file's transaction
-    (:class:`~gateway.store.interfaces.Tallies`) and from then on holds only the keys read
-    for the window, and those set since, so that it does not grow in memory with the file; a
-    key not read is asked of the store. ``held=0``: the store from the start.
+    Given ``held``, it keeps every count in memory, and asks and writes nothing, while the
+    file's tallies together keep at most ``held.limit`` keys. At the first :meth:`write` that
+    finds more, all of them move into the store for the file's transaction
+    (:class:`~gateway.store.interfaces.Tallies`); from then on each holds only the keys read
+    for the window, and those set since, so that memory does not grow with the file, and a
+    key not read is asked of the store. Without ``held``: the store from the start.
 
     Without a store it is a plain dict that never forgets (a file decided whole)."""
 
     def __init__(self, store: Tallies | None, name: str,
-                 pair: Callable[[K], tuple[str, str]], held: int = 0) -> None:
+                 pair: Callable[[K], tuple[str, str]], held: Held | None = None) -> None:
         self.store = store
         self.name = name
         self._pair = pair
         self._held = held
-        self._whole = store is None or held > 0  # _known has every count of the file so far
+        self._whole = store is None or held is not None  # _known has every count so far
         self._known: dict[K, int] = {}  # counts read or set; a key read without one: 0
         self._changed: dict[K, int] = {}
+        if held is not None and store is not None:
+            held.tallies.append(self)
 
     @property
     def in_store(self) -> bool:
         """Whether the counts have moved into the store."""
         return not self._whole
+
+    @property
+    def kept(self) -> int:
+        """The keys it keeps in memory for the whole file (none once in the store)."""
+        return len(self._known) if self._whole and self.store is not None else 0
 
     def read(self, keys: Iterable[K]) -> None:
         """Let the last window's counts go and read those of ``keys`` (held: nothing to do)."""
@@ -313,19 +332,29 @@ class Tally(Generic[K]):
         self._changed = {}
 
     def write(self) -> None:
-        """Write the counts set since :meth:`read` into the store; or, held, move them all
-        there once they are more than ``held``."""
+        """Write the counts set since :meth:`read` into the store; or, held, move every tally
+        of the file there once they keep too many keys."""
         if self.store is None:
             return
         if self._whole:
-            if len(self._known) > self._held:
-                self.store.set_tallies(self.name, {
-                    self._pair(k): n for k, n in self._known.items() if n})
-                self._whole = False
-                self._known = {}
+            if self._held is not None and self._held.over():
+                for tally in self._held.tallies:
+                    tally._move()
             return
         if self._changed:
             self.store.set_tallies(self.name, {self._pair(k): n for k, n in self._changed.items()})
+        self._changed = {}
+
+    def _move(self) -> None:
+        """Every count kept in memory into the store, 2,000 at a time (not a second copy of
+        them all at once, at the peak); from now on, a window at a time."""
+        if not self._whole or self.store is None:
+            return
+        counts = iter(self._known.items())
+        while chunk := list(islice(counts, 2000)):
+            self.store.set_tallies(self.name, {self._pair(k): n for k, n in chunk if n})
+        self._whole = False
+        self._known = {}
         self._changed = {}
 
     def get(self, key: K, default: int = 0) -> int:
@@ -351,7 +380,10 @@ class Tally(Generic[K]):
         self[key] = max(self.get(key), 1)
 
 
-HELD = 100_000  # keys a streamed file's tally keeps in memory before it moves them to the store
+# Keys the tallies of a streamed file keep in memory together before they move into the
+# store: a national placement file's fit (60,000 placement ids for A9 and ~42,000 positions
+# for A13), and a larger file's peak is no higher than a national one's.
+HELD = 110_000
 
 
 def one_key(key: str) -> tuple[str, str]:

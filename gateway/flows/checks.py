@@ -15,6 +15,7 @@ from gateway import faults
 from gateway.flows import (
     HELD,
     Context,
+    Held,
     NoticeParts,
     Output,
     Plan,
@@ -134,7 +135,7 @@ def stream(applicants: Iterable[CheckApplicant], ctx: Context, sink: Sink) -> No
     source = ctx.receipt.name if ctx.receipt else stem
     sha = ctx.receipt.sha256 if ctx.receipt else ""
     ctx.store.begin_tallies()
-    done = Tally(ctx.store, "C3", two_keys, HELD)
+    done = Tally(ctx.store, "C3", two_keys, Held(HELD))
     decider = CheckDecider(ctx.as_of, done)
     loads: dict[str, writers.Parts[writers.CheckTransferRow]] = {}
     notices = NoticeParts(ctx, f"notifications-{stem}-{ctx.sha12}")

@@ -14,6 +14,7 @@ from gateway import faults
 from gateway.flows import (
     HELD,
     Context,
+    Held,
     NoticeParts,
     Output,
     Plan,
@@ -271,9 +272,10 @@ def stream(placements: Iterable[Placement], ctx: Context, sink: Sink) -> None:
     sha = ctx.receipt.sha256 if ctx.receipt else ""
     name = f"{stem}-{ctx.sha12}"
     ctx.store.begin_tallies()
-    seen = Tally(ctx.store, "A9", one_key, HELD)
+    held = Held(HELD)
+    seen = Tally(ctx.store, "A9", one_key, held)
     decider = Decider(ctx.as_of, ctx.settings.rules, seen)
-    split = _LoadSplit(name, source, sha, Tally(ctx.store, "A13", two_keys, HELD))
+    split = _LoadSplit(name, source, sha, Tally(ctx.store, "A13", two_keys, held))
     notices = NoticeParts(ctx, f"notifications-{name}")
     for window in windows(placements, WINDOW):
         seen.read(placement.placement_id for placement in window)
@@ -363,7 +365,7 @@ def release_stream(ctx: Context, sink: Sink) -> Plan:
     as_of = ctx.as_of.isoformat()
     name = f"released-{as_of}"
     ctx.store.begin_tallies()
-    seen = Tally(ctx.store, "A9", one_key, HELD)
+    seen = Tally(ctx.store, "A9", one_key, Held(HELD))
     decider = Decider(ctx.as_of, ctx.settings.rules, seen)
     splits: dict[tuple[str, str], _LoadSplit] = {}
     notices = NoticeParts(ctx, f"notifications-{name}")
