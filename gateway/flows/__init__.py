@@ -380,9 +380,10 @@ class Tally(Generic[K]):
         self[key] = max(self.get(key), 1)
 
 
-# Keys the tallies of a streamed file keep in memory together before they move into the
-# store: a national placement file's fit (60,000 placement ids for A9 and ~42,000 positions
-# for A13), and a larger file's peak is no higher than a national one's.
+# Keys the tallies of a streamed placement file keep in memory together before they move into
+# the store: a national file's fit (60,000 placement ids for A9 and ~42,000 positions for
+# A13), and a larger file's peak is no higher than a national one's (a check file's C3 has
+# its own, flows.checks.HELD).
 HELD = 110_000
 
 

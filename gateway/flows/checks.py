@@ -13,7 +13,6 @@ from functools import partial
 
 from gateway import faults
 from gateway.flows import (
-    HELD,
     Context,
     Held,
     NoticeParts,
@@ -32,6 +31,7 @@ from gateway.store.interfaces import CheckState
 from gateway.xml import writers
 
 WINDOW = 2000  # applicants whose register rows are read (and held) at once
+HELD = 45_000  # C3's transfers a file keeps in memory (a national file's ~42,000 fit)
 
 
 @dataclass(frozen=True, slots=True)
