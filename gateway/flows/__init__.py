@@ -320,7 +320,7 @@ class Tally(Generic[K]):
     @property
     def kept(self) -> int:
         """The keys it keeps in memory for the whole file (none once in the store)."""
-        return len(self._known) if self._whole and self.store is not None else 0
+        return len(self._known) if self._whole else 0
 
     def read(self, keys: Iterable[K]) -> None:
         """Let the last window's counts go and read those of ``keys`` (held: nothing to do)."""

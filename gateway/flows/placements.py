@@ -32,6 +32,7 @@ from gateway.models import (
     LoadFile,
     LoadRecord,
     Occupant,
+    Person,
     PersonMatch,
     Placement,
     PlacementFile,
@@ -41,7 +42,6 @@ from gateway.models import (
     SentApplicant,
 )
 from gateway.rules.placements import (
-    Candidate,
     Decider,
     PlacementDecision,
     PlacementView,
@@ -66,7 +66,7 @@ class StoreView:
         """(vpd, position) of every position carrying the DPN."""
         return self.store.positions_with_dpn(dpn)
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person | PersonMatch]:
         """ESR persons of the VPD born that day."""
         return self.store.persons_born(vpd, date_of_birth.isoformat())
 
@@ -124,7 +124,7 @@ class PrefetchedView:
         found = self.positions.get(dpn)
         return found if found is not None else self.store.positions_with_dpn(dpn)
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person | PersonMatch]:
         """ESR persons of the VPD born that day."""
         key = (vpd, date_of_birth.isoformat())
         found = self.persons.get(key)
@@ -159,7 +159,7 @@ class WindowedView(Windowed[Placement, PlacementView]):
         """(vpd, position) of every position carrying the DPN."""
         return self.current.positions_with_dpn(dpn)
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person | PersonMatch]:
         """ESR persons of the VPD born that day."""
         return self.current.persons_like(vpd, date_of_birth)
 

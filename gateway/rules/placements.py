@@ -61,6 +61,8 @@ from gateway.models import (
     NoticeType,
     Occupant,
     Outcome,
+    Person,
+    PersonMatch,
     Placement,
     Position,
     Post,
@@ -79,24 +81,6 @@ SINGLE = "Single"
 WITHDRAW = "withdraw"
 
 
-class Candidate(Protocol):
-    """What A8 compares of an ESR person (a :class:`~gateway.models.Person`, or the store's narrower
-    :class:`~gateway.models.PersonMatch`)."""
-
-    @property
-    def esr_person_id(self) -> str: ...
-    @property
-    def forenames(self) -> str: ...
-    @property
-    def surname(self) -> str: ...
-    @property
-    def date_of_birth(self) -> date: ...
-    @property
-    def nino(self) -> str | None: ...
-    @property
-    def gmc_number(self) -> str | None: ...
-
-
 class PlacementView(Protocol):
     """A read-only view of the gateway's state, as the placement rules need it."""
 
@@ -104,7 +88,7 @@ class PlacementView(Protocol):
         """(vpd, position) in every VPD carrying the DPN, on the interface or not."""
         ...
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person | PersonMatch]:
         """Candidate ESR persons of the VPD born that day (the rules filter precisely)."""
         ...
 
@@ -231,7 +215,7 @@ class _Overlay:
         """As the view: the file does not change positions."""
         return self._view.positions_with_dpn(dpn)
 
-    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Candidate]:
+    def persons_like(self, vpd: str, date_of_birth: date) -> Sequence[Person | PersonMatch]:
         """As the view: the file does not change persons."""
         return self._view.persons_like(vpd, date_of_birth)
 
@@ -566,7 +550,7 @@ def _match(trainee: Trainee, vpd: str, state: PlacementView) -> str | None:
     return found[0] if found else None
 
 
-def _same_person(trainee: Trainee, person: Candidate) -> bool:
+def _same_person(trainee: Trainee, person: Person | PersonMatch) -> bool:
     """A8: date of birth, surname, first forename, GMC number, and NINO where both have one."""
     return (
         person.date_of_birth == trainee.date_of_birth
