@@ -199,7 +199,7 @@ def append_temp(temp: Path, write: Callable[[BinaryIO], None], *, create: bool =
             fh.flush()
             st = os.fstat(fh.fileno())
             if syncs is not None:
-                syncs.start(temp, os.dup(fh.fileno()))
+                _sync(temp, fh.fileno(), syncs)
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {temp.name}: {exc.strerror or exc}") from exc
     return st.st_ino, st.st_size

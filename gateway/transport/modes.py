@@ -33,7 +33,7 @@ SHARED_DIR = 0o750
 class Policy:
     """Where files are private (``var/``), and the group the others are given to."""
 
-    private: tuple[Path, ...] = ()
+    private: tuple[str, ...] = ()  # absolute paths, as text
     gid: int | None = None
 
 
@@ -42,7 +42,7 @@ _policy = Policy()  # this process's, set by :func:`configure` when settings are
 
 def configure(var: Path, gid: int | None = None) -> None:
     """Set the policy for this process: ``var`` private, others shared with ``gid``."""
-    _policy.private = (Path(os.path.abspath(var)),)
+    _policy.private = (os.path.abspath(var),)
     _policy.gid = gid
 
 
@@ -51,7 +51,7 @@ def _is_private(path: Path | str) -> bool:
     # asks (twice), and pathlib took ~20 µs a time.
     absolute = os.path.abspath(path)
     return any(absolute == root or absolute.startswith(_inside(root))
-               for root in map(str, _policy.private))
+               for root in _policy.private)
 
 
 def _inside(root: str) -> str:
