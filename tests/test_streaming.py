@@ -311,12 +311,14 @@ def test_a_streamed_file_renews_the_leases_itself_on_sqlite(tmp_path: Path) -> N
     """On SQLite a streamed file's transaction holds the write lock while it is decided; the
     lease thread's own connection would wait for it, and log ``lease.renew_failed`` once the
     busy timeout ran out (30 s: a national file can take longer). The file renews this
-    process's leases in its own transaction instead: here a busy timeout of 0.3 s, a lease of
-    0.3 s and a file of a second or more give no failure, and another claim's lease is renewed."""
+    process's leases in its own transaction instead: here a busy timeout and a lease of
+    ``lease`` seconds and a file several leases long give no failure, and another claim's lease
+    is renewed."""
+    lease = 0.15  # the file of 10,000 placements takes 0.8 s or more here: over five leases
     root = tmp_path / "g"
     root.mkdir()
-    settings = config.load(write_config(root, store_keys="lease_seconds = 0.3\n"))
-    store = SqliteStore(settings.paths.var / "gateway.db", busy_timeout=0.3)
+    settings = config.load(write_config(root, store_keys=f"lease_seconds = {lease}\n"))
+    store = SqliteStore(settings.paths.var / "gateway.db", busy_timeout=lease)
     pipeline = Pipeline(settings, store, FLOWS, clock)
     gateway = Gateway(root, settings, store, pipeline)
     try:
@@ -328,12 +330,12 @@ def test_a_streamed_file_renews_the_leases_itself_on_sqlite(tmp_path: Path) -> N
             started = time.time()
             assert pipeline.process(rotation, AS_OF) == "processed"
             took = time.time() - started
-        assert took > 0.9  # three leases long at least: the lease thread tried meanwhile
+        assert took > 3 * lease  # the lease thread tried meanwhile, more than once
         assert [e for e in captured if e["event"] == "lease.renew_failed"] == []
-        (lease,) = store.execute("SELECT lease_until FROM receipts WHERE id = ?", (waiting.id,))
+        (until,) = store.execute("SELECT lease_until FROM receipts WHERE id = ?", (waiting.id,))
         # renewed while the file was decided: last in its second half (the commit and the
         # publishing after the last record take a while on a loaded machine)
-        assert lease[0] - 0.3 > started + took / 2
+        assert until[0] - lease > started + took / 2
     finally:
         store.close()
 
