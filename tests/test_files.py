@@ -6,14 +6,22 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from gateway import config
+from gateway.cli import FLOWS
 from gateway.errors import TransientError
-from gateway.pipeline import safe_name
+from gateway.pipeline import Pipeline, safe_name
+from gateway.store import open_store
 from gateway.transport import files
+from tests import builders as b
+from tests.conftest import write_config
 from tests.daemon import wait_until
+
+AS_OF = date(2026, 11, 2)
 
 
 def test_write_atomic_leaves_only_the_final_file(tmp_path: Path) -> None:
@@ -181,3 +189,39 @@ def test_folders_are_fsynced_together_and_a_missing_one_is_raised(tmp_path: Path
     files.fsync_dirs([tmp_path, tmp_path / "a"])
     with pytest.raises(FileNotFoundError):
         files.fsync_dirs([tmp_path, tmp_path / "gone", tmp_path / "a"])
+
+
+def test_every_folder_made_for_an_output_is_synced_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file renamed into a new folder is durable only once that folder's name is in its
+    parent: every folder a file's processing creates (the deanery's extract folder, the VPD's
+    reports, the archive's day) and the folder it was made in are fsynced. A power cut is not a
+    fault made for real here: ``os.fsync`` is watched (and still called), by the path of its
+    descriptor."""
+    settings = config.load(write_config(tmp_path))
+    store = open_store(settings)
+    try:
+        pipeline = Pipeline(settings, store, FLOWS)
+        drop = settings.paths.inbox / "esr" / "positions.xml"
+        drop.parent.mkdir(parents=True, exist_ok=True)
+        drop.write_text(b.positions("RGT", [b.position(1, dpn="EOE/RGT00/001/FY1/001")]))
+        before = {p for p in tmp_path.rglob("*") if p.is_dir()}
+        synced: set[Path] = set()
+        real = os.fsync
+
+        def watched(fd: int) -> None:
+            synced.add(Path(os.readlink(f"/proc/self/fd/{fd}")))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", watched)
+        assert pipeline.process(pipeline.claim(drop, "esr"), AS_OF) == "processed"
+    finally:
+        monkeypatch.undo()
+        store.close()
+    made = {p for p in tmp_path.rglob("*") if p.is_dir()} - before
+    tops = {p.relative_to(tmp_path).parts[:2] for p in made}
+    assert tops >= {("outbox", "tis"), ("var", "archive")}
+    unsynced = sorted(str(p.relative_to(tmp_path)) for p in made
+                      if p not in synced or p.parent not in synced)
+    assert unsynced == []

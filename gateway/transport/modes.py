@@ -82,7 +82,11 @@ def restrict(path: Path) -> None:
 
 def make_dirs(folder: Path, *, group_writable: bool = False) -> None:
     """``mkdir -p`` with each created folder 0700 under ``var/``, else 0750 (0770 for an inbox
-    folder a partner's account drops files into: ``group_writable``)."""
+    folder a partner's account drops files into: ``group_writable``). Each folder created, and
+    the folder it was created in, are fsynced before this returns: a file renamed into a new
+    folder and synced there is durable only once the folder's own name is (after a power cut,
+    an unsynced ``outbox/tis/<DEANERY>/`` or archive day could vanish with what was published
+    into it)."""
     if os.path.isdir(folder):  # nearly always: one stat, no Path made
         return
     folder = Path(folder)
@@ -93,6 +97,7 @@ def make_dirs(folder: Path, *, group_writable: bool = False) -> None:
         if probe.parent == probe:
             break
         probe = probe.parent
+    created = []
     for path in reversed(missing):
         try:
             path.mkdir(mode=0o700)
@@ -100,10 +105,17 @@ def make_dirs(folder: Path, *, group_writable: bool = False) -> None:
             if not path.is_dir():
                 raise
             continue
+        created.append(path)
         private = _is_private(path)
         os.chmod(path, PRIVATE_DIR if private else (0o770 if group_writable else SHARED_DIR))
         if _policy.gid is not None and not private:
             os.chown(path, -1, _policy.gid)
+    if created:
+        from gateway.transport.files import fsync_dir  # noqa: PLC0415 - files imports this module
+
+        # each new folder (its mode, its owner) and the one it was made in (its name), deepest first
+        for path in dict.fromkeys(f for new in reversed(created) for f in (new, new.parent)):
+            fsync_dir(path)
 
 
 def make_private(folder: Path) -> None:
