@@ -23,6 +23,7 @@ from gateway.errors import StoreUnavailable
 from gateway.pipeline import Pipeline
 from gateway.store.base import migrations
 from gateway.store.sqlite import SqliteStore
+from gateway.transport import files
 from tests import builders as b
 from tests.conftest import write_config
 from tests.daemon import DaemonProcess, wait_until
@@ -247,6 +248,44 @@ def test_inbox_and_var_on_different_file_systems_claim_by_copy(
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
+
+
+def test_a_claim_by_copy_makes_the_copy_durable_before_the_original_goes(
+    tmp_path: Path, mount: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Across file systems the original is unlinked only after the copy's name is synced into
+    ``var/processing/``: a power cut between the two cannot leave neither. The power cut is not
+    made for real: ``os.fsync`` and ``os.unlink`` are watched (and still done), in order."""
+    inbox = tmpfs(mount, tmp_path / "inbox", "8m")
+    source = inbox / "pos.xml"
+    source.write_text(extract(1))
+    target = tmp_path / "processing" / "1-pos.xml"
+    target.parent.mkdir()
+    hidden = inbox / ".pos.xml.1.claiming"
+    steps: list[tuple[str, Path]] = []
+    real_fsync, real_unlink = os.fsync, os.unlink
+
+    def fsync(fd: int) -> None:
+        steps.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}"))))
+        real_fsync(fd)
+
+    def unlink(path: str | os.PathLike[str], *, dir_fd: int | None = None) -> None:
+        steps.append(("unlink", Path(path)))
+        real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "unlink", unlink)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        files.take(fd, source, target, hidden)
+    finally:
+        os.close(fd)
+        monkeypatch.undo()
+    assert target.read_text() == extract(1)
+    assert not source.exists()
+    assert not hidden.exists()
+    gone = steps.index(("unlink", hidden))
+    assert ("fsync", target.parent) in steps[:gone]
 
 
 def test_an_emptied_store_is_refused_and_nothing_is_processed_twice(tmp_path: Path) -> None:

@@ -321,11 +321,24 @@ def _take_by_copy(fd: int, source: Path, target: Path, hidden: Path) -> None:
         os.rename(temp, target)
     except BaseException:
         discard(temp)
-        with contextlib.suppress(OSError):
-            os.rename(hidden, source)  # give the file back to the inbox
+        _give_back(hidden, source)
+        raise
+    try:
+        fsync_dir(target.parent)  # the copy's name durable before the original goes
+    except BaseException as exc:
+        discard(target)
+        _give_back(hidden, source)
+        if isinstance(exc, OSError):
+            raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
         raise
     with contextlib.suppress(OSError):
         os.unlink(hidden)
+
+
+def _give_back(hidden: Path, source: Path) -> None:
+    """Return a file being taken by copy to the inbox, under its own name."""
+    with contextlib.suppress(OSError):
+        os.rename(hidden, source)
 
 
 def sha256_of(path: Path) -> str:
