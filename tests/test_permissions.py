@@ -247,3 +247,31 @@ def test_private_is_what_lies_under_var_by_its_parts(tmp_path: Path, path: str,
         assert absolute.is_relative_to(tmp_path / "var") is private
     finally:
         modes._policy.private, modes._policy.gid = before
+
+
+def test_folders_are_made_in_a_parent_the_gateway_may_write_but_not_read(
+    open_root: Path,
+) -> None:
+    """``make_dirs`` syncs each folder it makes into its parent; a parent of another owner that
+    the gateway's user may write into and traverse but not list (0730) cannot be opened to be
+    synced, and is not a reason to fail: the folders are made. Run as a real other user."""
+    parent = open_root / "shared"
+    parent.mkdir()
+    os.chown(parent, 0, NOBODY)
+    os.chmod(parent, 0o730)  # noqa: S103 -- on purpose: its group may write, not list
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from pathlib import Path\n"
+        "from gateway.transport import modes\n"
+        "modes.make_dirs(Path(sys.argv[1]))\n"
+    )
+    result = subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+         "/usr/bin/python3", "-c", script, str(parent / "inbox" / "esr")],
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    made = parent / "inbox" / "esr"
+    assert made.is_dir()
+    assert made.stat().st_uid == NOBODY

@@ -113,9 +113,13 @@ def make_dirs(folder: Path, *, group_writable: bool = False) -> None:
     if created:
         from gateway.transport.files import fsync_dir  # noqa: PLC0415 - files imports this module
 
-        # each new folder (its mode, its owner) and the one it was made in (its name), deepest first
-        for path in dict.fromkeys(f for new in reversed(created) for f in (new, new.parent)):
+        # each new folder (its mode, its owner; the name of the one below it), deepest first
+        for path in reversed(created):
             fsync_dir(path)
+        # the name of the highest in the folder that was there: one we may write into (and
+        # traverse) without being allowed to open it, as a 0730 parent of another owner
+        with contextlib.suppress(PermissionError):
+            fsync_dir(created[0].parent)
 
 
 def make_private(folder: Path) -> None:
