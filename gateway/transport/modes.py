@@ -113,13 +113,14 @@ def make_dirs(folder: Path, *, group_writable: bool = False) -> None:
     if created:
         from gateway.transport.files import fsync_dir  # noqa: PLC0415 - files imports this module
 
-        # each new folder (its mode, its owner; the name of the one below it), deepest first
-        for path in reversed(created):
+        for path in reversed(created):  # its mode and owner, and the names made in it
             fsync_dir(path)
-        # the name of the highest in the folder that was there: one we may write into (and
-        # traverse) without being allowed to open it, as a 0730 parent of another owner
-        with contextlib.suppress(PermissionError):
-            fsync_dir(created[0].parent)
+        # the names made in folders that were there (one, unless another process made some of
+        # the way): folders we may write into and traverse without being allowed to open them,
+        # such as a 0730 parent of another owner, are let be
+        for parent in {p.parent for p in created} - set(created):
+            with contextlib.suppress(PermissionError):
+                fsync_dir(parent)
 
 
 def make_private(folder: Path) -> None:
