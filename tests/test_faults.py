@@ -19,7 +19,7 @@ from lxml import etree
 
 from gateway import config
 from gateway.cli import FLOWS
-from gateway.errors import StoreUnavailable
+from gateway.errors import StorageUnavailable, StoreUnavailable
 from gateway.pipeline import Pipeline
 from gateway.store.base import migrations
 from gateway.store.sqlite import SqliteStore
@@ -286,6 +286,31 @@ def test_a_claim_by_copy_makes_the_copy_durable_before_the_original_goes(
     assert not hidden.exists()
     gone = steps.index(("unlink", hidden))
     assert ("fsync", target.parent) in steps[:gone]
+
+
+def test_a_claim_by_copy_that_cannot_put_the_copy_in_place_gives_the_file_back(
+    tmp_path: Path, mount: list[Path]
+) -> None:
+    """Across file systems, the copy's rename into ``var/processing/`` failing for real (its
+    name taken by a folder) is the store's fault, told as :class:`StorageUnavailable` (the daemon
+    pauses and tries again) and not a raw ``OSError``; the file is back in the inbox under its
+    own name and no copy or temporary file is left."""
+    inbox = tmpfs(mount, tmp_path / "inbox", "8m")
+    source = inbox / "pos.xml"
+    source.write_text(extract(1))
+    target = tmp_path / "processing" / "1-pos.xml"
+    (target / "occupied").mkdir(parents=True)
+    hidden = inbox / ".pos.xml.1.claiming"
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        with pytest.raises(StorageUnavailable, match=r"cannot claim pos\.xml"):
+            files.take(fd, source, target, hidden)
+    finally:
+        os.close(fd)
+    assert source.read_text() == extract(1)
+    assert sorted(p.name for p in inbox.iterdir()) == ["pos.xml"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["1-pos.xml"]
+    assert [p.name for p in target.iterdir()] == ["occupied"]
 
 
 def test_an_emptied_store_is_refused_and_nothing_is_processed_twice(tmp_path: Path) -> None:

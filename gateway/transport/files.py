@@ -319,9 +319,12 @@ def _take_by_copy(fd: int, source: Path, target: Path, hidden: Path) -> None:
         with os.fdopen(os.dup(fd), "rb") as src:
             write_temp(temp, lambda fh: shutil.copyfileobj(src, fh, 1024 * 1024))
         os.rename(temp, target)
-    except BaseException:
+    except BaseException as exc:
         discard(temp)
         _give_back(hidden, source)
+        if isinstance(exc, OSError):  # the rename (write_temp raises its own)
+            raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror or exc}"
+                                     ) from exc
         raise
     try:
         fsync_dir(target.parent)  # the copy's name durable before the original goes
