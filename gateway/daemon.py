@@ -282,6 +282,13 @@ class Daemon:
             log.warning("file.claim_failed", file=path.name, channel=channel, error=str(exc))
             self.intake.later(path, self.settings.intake.retry_seconds or 1.0)
             return None
+        except Exception as exc:  # an unforeseen fault (a read error, a bug) must not stop intake
+            # a claim left half done is this process's own and not being worked on: the next
+            # sweep (recover) finishes or drops it, and a file still in the inbox is tried again
+            log.exception("file.claim_failed", file=path.name, channel=channel,
+                          error=type(exc).__name__)
+            self.intake.later(path, self.settings.intake.retry_seconds or 1.0)
+            return None
         self._unreadable.discard(path)
         self.intake.forget(path)
         self._resume(proven=False)

@@ -244,6 +244,58 @@ def test_symlink_dropped_in_the_inbox_is_never_followed(daemon: DaemonProcess) -
     assert daemon.terminate() == 0
 
 
+# Run as a script before ``python -m gateway run …`` (:class:`DaemonProcess`'s prefix): the
+# real daemon, the first hash of a file being claimed failing as a disk's read error would.
+_CLAIM_READ_ERROR = """
+import errno, sys
+from gateway import cli
+from gateway.transport import files
+
+real = files.sha256_of_fd
+failed = []
+
+
+def sha256_of_fd(fd):
+    if not failed and sys._getframe(1).f_code.co_name == "claim":
+        failed.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+    return real(fd)
+
+
+files.sha256_of_fd = sha256_of_fd
+sys.argv = ["gateway", *sys.argv[sys.argv.index("run"):]]
+cli.main()
+"""
+
+
+def test_an_unforeseen_fault_while_claiming_does_not_stop_the_daemon(tmp_path: Path) -> None:
+    """A claim failing with an error the gateway has no name for (here a read error, ``EIO``,
+    after the file was moved into ``var/processing/``) is logged as ``file.claim_failed`` and
+    the daemon goes on: its next sweep finishes the half-done claim, and the file is processed
+    once. Before, the error left the loop and stopped the daemon."""
+    daemon = DaemonProcess(tmp_path, write_config(tmp_path),
+                           prefix=(sys.executable, "-c", _CLAIM_READ_ERROR))
+    inbox = tmp_path / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    daemon.start()
+    try:
+        wait_until(lambda: any(e["event"] == "intake.started" for e in daemon.logs()),
+                   what="intake")
+        (inbox / "pos.xml").write_text(b.positions("RGT", [b.position(1)]))
+        wait_until(lambda: acks(tmp_path) == ["pos.ack.xml"], timeout=60, what="the ack")
+        failed = [e for e in daemon.logs() if e["event"] == "file.claim_failed"]
+        assert [(e["file"], e["error"]) for e in failed] == [("pos.xml", "OSError")]
+        assert daemon.alive
+        ack = assert_valid(tmp_path / "outbox" / "reports" / "acks" / "pos.ack.xml")
+        assert ack.get("status") == "processed"
+        assert daemon.terminate() == 0
+        processed = [e for e in daemon.logs() if e["event"] == "file.processed"]
+        assert [e["file"] for e in processed] == ["pos.xml"]
+        assert not inbox.joinpath("pos.xml").exists()
+    finally:
+        daemon.kill()
+
+
 # Run as a script: the real ``run`` command, its loop's first step sending itself SIGTERM while
 # holding a lock the interrupted code could hold at that moment (a signal arrives between any two
 # bytecodes): the log's own write lock, or the stop event's. Nothing else is changed.
