@@ -287,7 +287,7 @@ class Daemon:
             # sweep (recover) finishes or drops it, and a file still in the inbox is tried again
             log.exception("file.claim_failed", file=path.name, channel=channel,
                           error=type(exc).__name__)
-            self.intake.later(path, self.settings.intake.retry_seconds or 1.0)
+            self.intake.later(path, self.settings.intake.rescan_seconds)  # not every few seconds
             return None
         self._unreadable.discard(path)
         self.intake.forget(path)
