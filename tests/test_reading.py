@@ -5,12 +5,13 @@ reader is never left behind, and does not stop on the signals that ask the gatew
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -474,6 +475,36 @@ def test_a_file_changed_after_it_was_asked_is_parsed_here(tmp_path: Path) -> Non
     finally:
         ahead.close()
     assert readers() == []
+
+
+def _returns_at_once(call: Callable[[], object]) -> list[object]:
+    """``[call()]``, run in a thread; the test fails if it is still waiting after 10 s (the
+    caller then opens the FIFO for writing and closes it, to let the thread end)."""
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "still waiting on a FIFO"
+    return result
+
+
+def test_a_fifo_is_never_waited_on_by_the_look_ahead(tmp_path: Path) -> None:
+    """A FIFO where a file was (an operator's, or one a partner swapped in after intake looked
+    at a regular file): the look-ahead neither waits for a writer nor asks its reader about it,
+    and the reader's own parse lets it be (before, both opened it and waited forever)."""
+    fifo = tmp_path / "swapped.xml"
+    os.mkfifo(fifo)
+    ahead = reading.Ahead(1 << 30, frozenset())
+    try:
+        _returns_at_once(lambda: ahead.ask(fifo, "esr"))
+        assert ahead.asked == 0
+        assert readers() == []  # none started for it
+        got = _returns_at_once(lambda: reading._parse_ahead(fifo, "esr", 1 << 30, frozenset()))
+        assert got == [("", "esr", reading._SKIPPED, None)]
+    finally:
+        ahead.close()
+        with contextlib.suppress(OSError):  # a reader still waiting: give it its end of file
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
 
 
 @pytest.fixture
