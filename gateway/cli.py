@@ -219,9 +219,16 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
     outbox/reports/acks/, and archived or quarantined. Safe while a daemon runs on the same
     var/: claims are owned in the store and each file's rules run one at a time. Exit 0: all
     processed (record rejections included); 1: a file was rejected whole or could not be
-    processed; 2: usage (a FILE that does not exist) or configuration. With a second core,
-    the next FILE is parsed in a helper process while one is decided.
+    processed; 2: usage (a FILE that does not exist or is not a regular file: a FIFO, a
+    device, a process substitution) or configuration. With a second core, the next FILE is
+    parsed in a helper process while one is decided.
     """
+    # before anything is taken: opened to be read, a FIFO would wait for a writer (or be
+    # drained by the look-ahead's hash), and the claim refuses it anyway
+    odd = [str(f) for f in files if not f.is_file()]
+    if odd:
+        click.echo(f"error: not a regular file: {', '.join(odd)}", err=True)
+        sys.exit(EXIT_USAGE)
     settings = _settings(config_path)
 
     def claim(pipeline: Pipeline, path: Path, after: Path | None) -> Receipt:

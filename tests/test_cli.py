@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +63,28 @@ def test_process_exit_codes(root: Path) -> None:
     assert "intake.settle_seconds" in usage.stderr
     assert gateway(root, "process", "--config", config, "--as-of", "nonsense", str(good)
                    ).returncode == 2
+
+
+def test_process_refuses_a_file_that_is_not_regular_before_taking_any(root: Path) -> None:
+    """A FIFO among the FILEs (or a device, or ``<(…)``): exit 2 at once, saying which, and no
+    file taken. Before, the look-ahead's hash of the next file waited for a FIFO's writer
+    forever, after the first file had been processed."""
+    first, last = root / "a.xml", root / "c.xml"
+    first.write_text(b.positions("RGT", [b.position(1)]))
+    last.write_text(b.positions("RGT", [b.position(2, "2")]))
+    fifo = root / "b.xml"
+    os.mkfifo(fifo)
+    try:
+        result = gateway(root, "process", "--config", str(root / "gateway.toml"),
+                         str(first), str(fifo), str(last))
+    finally:
+        with contextlib.suppress(OSError):  # the old code's reader, waiting: let it end
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: not a regular file: {fifo}"
+    assert result.stdout == ""
+    assert not (root / "outbox").exists()
+    assert not (root / "var").exists()
 
 
 def test_process_in_inbox_folder_keeps_its_channel(root: Path) -> None:
