@@ -241,7 +241,6 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
         settings, _day(as_of),
         [(str(path), partial(claim, path=path, after=after))
          for path, after in zip(files, nexts, strict=True)],
-        retried=" (the file stays in var/processing/ and is retried)",
         ahead=len(files) > 1,
     ))
 
@@ -263,14 +262,16 @@ def ask_ahead(pipeline: Pipeline, path: Path, settings: config_module.Settings) 
 
 def _take_through(
     settings: config_module.Settings, day: date,
-    items: Sequence[tuple[str, Callable[[Pipeline], Receipt]]], *, retried: str = "",
-    ahead: bool = False,
+    items: Sequence[tuple[str, Callable[[Pipeline], Receipt]]], *, ahead: bool = False,
 ) -> int:
     """Finish what a crash left, then claim and process each item in order (``process`` and
     ``requeue``), printing each one's fate; the exit status (0, or 1 if one was rejected whole
-    or could not be processed). ``ahead``: the items' claims ask the pipeline's look-ahead
-    reader to parse the next file while this one is decided (a second core needed)."""
+    or could not be processed). It stops at the first file that cannot be taken or processed
+    (the order given may matter: positions before the placements on them), saying which and
+    what was left. ``ahead``: the items' claims ask the pipeline's look-ahead reader to parse
+    the next file while this one is decided (a second core needed)."""
     worst = EXIT_OK
+    stage = " (no FILE was taken)"  # what an error leaves, said after it
     with _pipeline(settings) as pipeline, pipeline.holding(), (
         pipeline.looking_ahead() if ahead else nullcontext()
     ):
@@ -278,13 +279,17 @@ def _take_through(
             for receipt in pipeline.recover():
                 pipeline.process(receipt, day)
             for label, claim in items:
+                stage = f" ({label} was not taken, nor any FILE after it)"
                 receipt = claim(pipeline)
+                stage = (f" ({label} stays in var/processing/ and is retried; no FILE after it"
+                         " was taken)")
                 status = pipeline.process(receipt, day)
                 click.echo(f"{label}: {status} ({settings.paths.acks / receipt.ack_name})")
                 if status == "rejected":
                     worst = EXIT_REJECTED
         except TransientError as exc:
-            click.echo(f"error: {exc}{retried}", err=True)
+            # stopped here: the FILEs after it are not taken either (their order may matter)
+            click.echo(f"error: {exc}{stage}", err=True)
             worst = EXIT_REJECTED
         except OutputLost as exc:
             click.echo(f"error: {exc}", err=True)

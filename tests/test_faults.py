@@ -313,6 +313,43 @@ def test_a_claim_by_copy_that_cannot_put_the_copy_in_place_gives_the_file_back(
     assert [p.name for p in target.iterdir()] == ["occupied"]
 
 
+def test_process_on_a_full_disk_says_which_files_were_not_taken(
+    tmp_path: Path, mount: list[Path]
+) -> None:
+    """``process`` whose copy of a FILE finds ``var/`` full (a real tmpfs): exit 1, and the
+    error says that FILE and those after it were not taken (before, it said the file stayed in
+    ``var/processing/`` to be retried, where nothing was). Nothing is left half done: once the
+    space is back, the same command processes both, once."""
+    config = write_config(tmp_path)
+    var = tmpfs(mount, tmp_path / "var", "3m")
+    first, second = tmp_path / "a.xml", tmp_path / "b.xml"
+    first.write_text(extract(1))
+    big = b.positions("V002", [b.position(n, dpn=f"EOE/V002/{n}/FY1/001") for n in range(1, 601)])
+    second.write_text(big)
+    command = [sys.executable, "-m", "gateway", "process", "--config", str(config),
+               "--as-of", AS_OF.isoformat()]
+    assert subprocess.run([*command, str(first)], capture_output=True, check=False
+                          ).returncode == 0
+    filler = fill(var)
+    os.truncate(filler, filler.stat().st_size - len(big) // 2)  # room for the store, not the copy
+    full = subprocess.run([*command, str(second), str(first)], capture_output=True, text=True,
+                          check=False)
+    assert full.returncode == 1
+    said = [line for line in full.stderr.splitlines() if line.startswith("error:")]
+    assert len(said) == 1
+    assert said[0].endswith(
+        f"No space left on device ({second} was not taken, nor any FILE after it)")
+    assert [p for p in (var / "processing").rglob("*") if p.is_file()] == []
+    filler.unlink()
+    again = subprocess.run([*command, str(second), str(first)], capture_output=True, text=True,
+                           check=False)
+    assert again.returncode == 0, again.stderr
+    said = again.stdout.splitlines()
+    assert said[0] == f"{second}: processed ({tmp_path}/outbox/reports/acks/b.ack.xml)"
+    assert said[1].startswith(f"{first}: duplicate (")  # its own acknowledgement, numbered
+    assert len(said) == 2
+
+
 def test_an_emptied_store_is_refused_and_nothing_is_processed_twice(tmp_path: Path) -> None:
     """``gateway.db`` emptied to 0 bytes (a restore gone wrong) while var/ shows history: run
     and process refuse with one line saying what to do; no file is processed again."""
