@@ -353,6 +353,27 @@ def _check(settings: Settings) -> None:
         names.add(partner.name)
 
 
+def _check_apart(paths: Paths, sqlite: Path | None) -> None:
+    """``inbox``, ``outbox`` and ``var`` apart, none of them in another, and the SQLite store
+    in neither drop folder: a file the gateway keeps in an inbox would be taken as a partner's
+    (its own database among them), and an outbox inside ``var/`` would be private to the
+    gateway's user, out of the partners' reach."""
+    folders = {"inbox": paths.inbox, "outbox": paths.outbox, "var": paths.var}
+    real = {key: folder.resolve() for key, folder in folders.items()}
+    for key, folder in real.items():
+        for other, around in real.items():
+            if key != other and folder.is_relative_to(around):
+                where = "the same folder as" if folder == around else "inside"
+                raise ConfigError(
+                    f"paths.{key}: {folders[key]} is {where} paths.{other} ({folders[other]}):"
+                    " the inbox, outbox and var folders must be apart")
+    if sqlite is not None:
+        for key in ("inbox", "outbox"):
+            if sqlite.resolve().is_relative_to(real[key]):
+                raise ConfigError(f"store.url: the SQLite file {sqlite} is inside paths.{key} "
+                                  f"({folders[key]}): keep it in var")
+
+
 def _resolve(settings: Settings, base: Path) -> Settings:
     """Make every relative path absolute against ``base`` and check that key files exist."""
 
@@ -367,6 +388,7 @@ def _resolve(settings: Settings, base: Path) -> Settings:
     sqlite = settings.sqlite_path
     if sqlite is not None:
         store = dataclasses.replace(store, url=f"sqlite:///{at(sqlite)}")
+    _check_apart(paths, at(sqlite) if sqlite is not None else None)
     partners = []
     for i, p in enumerate(settings.sftp):
         resolved = dataclasses.replace(

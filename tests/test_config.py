@@ -73,6 +73,47 @@ def test_bad_settings_name_the_key(tmp_path: Path, toml: str, key: str) -> None:
         config.load(path)
 
 
+@pytest.mark.parametrize(
+    ("paths", "said"),
+    [
+        ('var = "inbox/esr"', "paths.var: {root}/inbox/esr is inside paths.inbox"),
+        ('outbox = "inbox/esr/out"', "paths.outbox: {root}/inbox/esr/out is inside paths.inbox"),
+        ('outbox = "var/outbox"', "paths.outbox: {root}/var/outbox is inside paths.var"),
+        ('inbox = "outbox/in"', "paths.inbox: {root}/outbox/in is inside paths.outbox"),
+        ('outbox = "inbox"', "paths.inbox: {root}/inbox is the same folder as paths.outbox"),
+    ],
+)
+def test_drop_folders_and_var_must_be_apart(tmp_path: Path, paths: str, said: str) -> None:
+    """A folder inside another (or the same): refused, naming both. With ``var/`` in an inbox,
+    the daemon would have taken its own database for a partner's file."""
+    path = tmp_path / "g.toml"
+    path.write_text(f"[paths]\n{paths}\n")
+    with pytest.raises(ConfigError) as refused:
+        config.load(path)
+    assert str(refused.value).startswith(said.format(root=tmp_path))
+    assert str(refused.value).endswith("the inbox, outbox and var folders must be apart")
+
+
+def test_a_var_linked_into_the_inbox_is_refused(tmp_path: Path) -> None:
+    """Apart as the file system has them: ``var`` a symbolic link to a folder in the inbox."""
+    (tmp_path / "inbox" / "esr" / "state").mkdir(parents=True)
+    (tmp_path / "var").symlink_to(tmp_path / "inbox" / "esr" / "state")
+    path = tmp_path / "g.toml"
+    path.write_text("[log]\nlevel = 'info'\n")
+    with pytest.raises(ConfigError, match=r"paths\.var: .* is inside paths\.inbox"):
+        config.load(path)
+
+
+def test_the_sqlite_store_must_not_lie_in_a_drop_folder(tmp_path: Path) -> None:
+    """``store.url`` pointing into the inbox: refused (the file would be taken as inbound)."""
+    path = tmp_path / "g.toml"
+    path.write_text('[store]\nurl = "sqlite:///inbox/esr/g.db"\n')
+    with pytest.raises(ConfigError, match=r"store\.url: the SQLite file .* is inside paths\.inbox"):
+        config.load(path)
+    path.write_text('[store]\nurl = "sqlite:///state/g.db"\n')
+    assert config.load(path).sqlite_path == tmp_path / "state" / "g.db"
+
+
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     """Naming a config file that does not exist is an error, not a silent default."""
     with pytest.raises(ConfigError, match="does not exist"):
