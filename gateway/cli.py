@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import pwd
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -85,6 +87,7 @@ def _settings(path: Path | None) -> config_module.Settings:
 
 @contextmanager
 def _pipeline(settings: config_module.Settings) -> Iterator[Pipeline]:
+    _check_var_owner(settings.paths.var)
     try:
         store: Store = open_store(settings)
     except StoreMismatch as exc:
@@ -98,6 +101,28 @@ def _pipeline(settings: config_module.Settings) -> Iterator[Pipeline]:
         sys.exit(EXIT_REJECTED)
     with store:
         yield Pipeline(settings, store, FLOWS)
+
+
+def _check_var_owner(var: Path) -> None:
+    """Refuse (exit 2) to work on a ``var/`` that another user owns: what this process made
+    there as itself (``sudo dit-gateway …``: the store's WAL, a day's archive folder, an
+    acknowledgement) would be out of the gateway user's reach, and the daemon would stop on it.
+    A ``var/`` not made yet is made now, by this user."""
+    try:
+        owner = var.stat().st_uid
+    except OSError:
+        return  # not there yet (or not reachable: opening the store says why)
+    if owner == os.geteuid():
+        return
+    try:
+        name = pwd.getpwuid(owner).pw_name
+    except KeyError:
+        name = str(owner)
+    click.echo(
+        f"error: {var} belongs to {name} (uid {owner}), not to this user (uid {os.geteuid()}): "
+        f"run dit-gateway as {name} (sudo -u {name} dit-gateway …), so that what it writes "
+        "stays the gateway's", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 # Python's cyclic collector runs every 700 new container objects by default, and each of its

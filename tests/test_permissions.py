@@ -275,3 +275,34 @@ def test_folders_are_made_in_a_parent_the_gateway_may_write_but_not_read(
     made = parent / "inbox" / "esr"
     assert made.is_dir()
     assert made.stat().st_uid == NOBODY
+
+
+def test_a_command_run_as_another_user_than_var_s_owner_is_refused(tmp_path: Path) -> None:
+    """``var/`` belongs to the gateway's user (here uid 65534); ``process``, ``tick`` and
+    ``status`` run as root (``sudo dit-gateway …``) are refused with exit 2, naming the owner,
+    and leave nothing of root's in ``var/`` or the outbox: no WAL, archive day or
+    acknowledgement the gateway's user could not open. Before, they ran and left root's files."""
+    config_path = write_config(tmp_path)
+    source = tmp_path / "pos.xml"
+    source.write_text(b.positions("RGT", [b.position(1)]))
+    command = [sys.executable, "-m", "gateway"]
+    made = subprocess.run([*command, "process", "--config", str(config_path), str(source)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert made.returncode == 0, made.stderr
+    for root in (tmp_path / "var", tmp_path / "outbox"):
+        for path in [root, *root.rglob("*")]:
+            os.lchown(path, NOBODY, NOBODY)
+    again = tmp_path / "again.xml"
+    again.write_text(b.positions("RGT", [b.position(2, "2")]))
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
+    for args in (["process", str(again)], ["tick"], ["status"]):
+        refused = subprocess.run([*command, args[0], "--config", str(config_path), *args[1:]],
+                                 capture_output=True, text=True, check=False, timeout=120)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert refused.stderr.startswith(
+            f"error: {tmp_path / 'var'} belongs to nobody (uid {NOBODY}), not to this user (uid 0)"
+        ), refused.stderr
+    after = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if p.is_file())
+    assert after == before
+    assert [p for p in tmp_path.rglob("*") if p.stat().st_uid == 0 and p.is_relative_to(
+        tmp_path / "var")] == []
