@@ -123,10 +123,14 @@ def test_metrics_count_what_the_acknowledgements_say(
             got_records[(labels["result"], labels["reason"])] += int(value)
         return got_files, got_records, text
 
+    # each file's time is observed once its step is over, a moment after its acknowledgement
+    # (CI once scraped in between)
+    timed = 'dit_gateway_processing_seconds_count{channel="tis"} 2.0'
+    wait_until(lambda: timed in scraped(port)[2], timeout=10, what="both tis files timed")
     got_files, got_records, text = scraped(port)
     assert got_files == files
     assert got_records == records
-    assert 'dit_gateway_processing_seconds_count{channel="tis"} 2.0' in text
+    assert timed in text
     assert "dit_gateway_store_up 1.0" in text
     for secret in PERSONAL:
         assert secret not in text
