@@ -263,6 +263,13 @@ class Pipeline:
             if attempts > self.settings.intake.retry_limit:
                 self._give_up(receipt, self.store.last_error(receipt.id) or "unknown")
                 return "rejected"
+            if not Path(receipt.processing_path).exists():
+                # removed from var/processing/ by hand (or a restore without it): nothing to
+                # try again, so said at once rather than after retry_limit failures
+                self._give_up(receipt, "the gateway's copy of the file was lost before it "
+                              "could be processed (gone from var/processing/): send it again",
+                              at_once=True)
+                return "rejected"
             faults.crashpoint("attempt-started")
             try:
                 return self._process(receipt, as_of)
@@ -596,9 +603,10 @@ class Pipeline:
         with self.store.work_lock():
             self._give_up(receipt, error)
 
-    def _give_up(self, receipt: Receipt, error: str) -> None:
+    def _give_up(self, receipt: Receipt, error: str, *, at_once: bool = False) -> None:
         now = self.clock()
-        errors = [FileError("PROCESSING_FAILED", f"gave up after repeated failures: {error}")]
+        text = error if at_once else f"gave up after repeated failures: {error}"
+        errors = [FileError("PROCESSING_FAILED", text)]
         ack = self._ack(receipt, "rejected", now, errors, Plan(), Totals(), None)
         self._commit(receipt, "rejected", Plan(), [ack], errors, Totals(), None)
         self.store.close_receipt(receipt.id)  # quarantined before the ack

@@ -195,3 +195,33 @@ def test_an_output_lost_after_the_commit_holds_the_acknowledgement_back(tmp_path
     assert list((tmp_path / "outbox" / "reports" / "acks").glob("pos.ack.xml")) == []
     assert sorted(p.name for p in (tmp_path / "var" / "processing").rglob("*.xml")) == [
         "1-pos.xml"]
+
+
+def test_a_claimed_copy_removed_by_hand_is_quarantined_at_once(tmp_path: Path) -> None:
+    """``process`` killed once its attempt began, then the file's copy deleted from
+    ``var/processing/`` (by hand, or a restore without it): the next ``process`` says so in
+    one acknowledgement (PROCESSING_FAILED, send it again) and goes on to its own FILE, exit 0.
+    Before, every run failed on it with a raw FileNotFoundError until retry_limit runs had."""
+    config = write_config(tmp_path)
+    lost, mine = tmp_path / "lost.xml", tmp_path / "mine.xml"
+    lost.write_text(b.positions("RGT", [b.position(1, dpn=dpn(1))]))
+    mine.write_text(b.positions("RGT", [b.position(2, dpn=dpn(2))], kind="delta"))
+    command = [sys.executable, "-m", "gateway", "process", "--config", str(config),
+               "--as-of", "2026-11-02"]
+    killed = subprocess.run([*command, str(lost)], capture_output=True, check=False,
+                            env={**os.environ, "DIT_GATEWAY_CRASH_AT": "attempt-started"})
+    assert killed.returncode == -signal.SIGKILL
+    (copy,) = [p for p in (tmp_path / "var" / "processing").rglob("*") if p.is_file()]
+    copy.unlink()
+    result = subprocess.run([*command, str(mine)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.splitlines() == [
+        f"{mine}: processed ({tmp_path}/outbox/reports/acks/mine.ack.xml)"]
+    ack = etree.parse(str(tmp_path / "outbox" / "reports" / "acks" / "lost.ack.xml")).getroot()
+    assert ack.get("status") == "rejected"
+    errors = ack.findall("{urn:dit-gateway:ack:1}Error")
+    assert [e.get("code") for e in errors] == ["PROCESSING_FAILED"]
+    assert "send it again" in (errors[0].text or "")
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [e["file"] for e in logged if e["event"] == "file.quarantined"] == ["lost.xml"]
