@@ -11,7 +11,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -142,7 +142,30 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The commands, each ending in one line (and a scrubbed log entry with the traceback)
+    rather than Python's raw traceback when something unforeseen goes wrong: a traceback's
+    text could carry a record's values to the terminal or a job's mail."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            _internal_error(exc)
+
+
+def _internal_error(exc: Exception, left: str = "") -> NoReturn:
+    """Say in one line that ``exc`` went unforeseen (and what it ``left``), its traceback in
+    the log (scrubbed as every log line); exit 1."""
+    logs.get().error("command.failed", error=type(exc).__name__, exc_info=exc)
+    click.echo(f"error: internal error ({type(exc).__name__}; its traceback is logged as "
+               f"command.failed){left}", err=True)
+    sys.exit(EXIT_REJECTED)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dit-gateway")
 def main() -> None:
     """dit-gateway: the file-exchange gateway of the NHS Doctors in Training interface.
@@ -316,6 +339,8 @@ def _take_through(
             # stopped here: the FILEs after it are not taken either (their order may matter)
             click.echo(f"error: {exc}{stage}", err=True)
             worst = EXIT_REJECTED
+        except Exception as exc:  # a bug: counted against the file, quarantined in the end
+            _internal_error(exc, stage)
         except OutputLost as exc:
             click.echo(f"error: {exc}", err=True)
             worst = EXIT_REJECTED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -85,6 +86,51 @@ def test_process_refuses_a_file_that_is_not_regular_before_taking_any(root: Path
     assert result.stdout == ""
     assert not (root / "outbox").exists()
     assert not (root / "var").exists()
+
+
+# Run as a script: the real command line with the positions flow replaced by a bug whose
+# message carries a record's values (a date of birth, a NINO).
+_A_BUG = """
+import sys
+from gateway import cli
+
+
+def bug(document, ctx):
+    raise ValueError("a record born 1995-03-04, NINO QQ123456C")
+
+
+cli.FLOWS["positions"] = bug
+sys.argv = ["dit-gateway", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_an_internal_error_is_one_line_and_a_scrubbed_log_entry(root: Path) -> None:
+    """A bug while deciding a FILE: exit 1, one ``error:`` line saying what was left (the file
+    in var/processing/, retried; the FILEs after it not taken), the traceback only in the
+    ``command.failed`` log entry, scrubbed; never Python's raw traceback, whose text could
+    carry a record's values to a terminal or a job's mail."""
+    first, second = root / "a.xml", root / "b.xml"
+    first.write_text(b.positions("RGT", [b.position(1)]))
+    second.write_text(b.positions("RGT", [b.position(2, "2")]))
+    result = subprocess.run(
+        [sys.executable, "-c", _A_BUG, "process", "--config", str(root / "gateway.toml"),
+         str(first), str(second)],
+        capture_output=True, text=True, check=False, cwd=root, timeout=120,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    said = [line for line in lines if not line.startswith("{")]
+    assert said == [
+        "error: internal error (ValueError; its traceback is logged as command.failed) "
+        f"({first} stays in var/processing/ and is retried; no FILE after it was taken)"]
+    (failed,) = [json.loads(line) for line in lines
+                 if line.startswith("{") and json.loads(line)["event"] == "command.failed"]
+    assert failed["error"] == "ValueError"
+    assert "in _take_through" in failed["exception"]
+    assert "1995-03-04" not in result.stderr
+    assert "QQ123456C" not in result.stderr
+    assert result.stdout == ""
 
 
 def test_process_in_inbox_folder_keeps_its_channel(root: Path) -> None:
