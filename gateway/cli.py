@@ -339,11 +339,11 @@ def _take_through(
             # stopped here: the FILEs after it are not taken either (their order may matter)
             click.echo(f"error: {exc}{stage}", err=True)
             worst = EXIT_REJECTED
-        except Exception as exc:  # a bug: counted against the file, quarantined in the end
-            _internal_error(exc, stage)
         except OutputLost as exc:
             click.echo(f"error: {exc}", err=True)
             worst = EXIT_REJECTED
+        except Exception as exc:  # a bug: counted against the file, quarantined in the end
+            _internal_error(exc, stage)
     return worst
 
 

@@ -133,6 +133,48 @@ def test_an_internal_error_is_one_line_and_a_scrubbed_log_entry(root: Path) -> N
     assert result.stdout == ""
 
 
+# Run as a script: the real command line, with something outside the gateway removing a
+# notification's temporary file after the commit, before it is published.
+_AN_OUTPUT_TAKEN = """
+import os, sys
+from gateway import cli
+from gateway.transport import files
+
+real = files.publish_all
+
+
+def publish_all(outputs):
+    outputs = list(outputs)
+    for temp, *_rest in outputs:
+        if "notifications" in temp.name:
+            os.unlink(temp)
+    return real(outputs)
+
+
+files.publish_all = publish_all
+sys.argv = ["dit-gateway", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_an_output_lost_before_publishing_is_said_as_such(root: Path) -> None:
+    """An output's temporary file removed by something else between the commit and its
+    publishing: ``process`` says so in its own words (no acknowledgement is published) and
+    exits 1; it is not reported as an internal error."""
+    source = root / "pos.xml"
+    source.write_text(b.positions("RGT", [b.position(1)]))
+    result = subprocess.run(
+        [sys.executable, "-c", _AN_OUTPUT_TAKEN, "process", "--config",
+         str(root / "gateway.toml"), "--as-of", "2026-11-02", str(source)],
+        capture_output=True, text=True, check=False, cwd=root, timeout=120,
+    )
+    assert result.returncode == 1
+    said = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert len(said) == 1
+    assert said[0].startswith("error: 2 output(s) lost before publishing, e.g. notifications-")
+    assert not (root / "outbox" / "reports" / "acks" / "pos.ack.xml").exists()
+
+
 def test_process_in_inbox_folder_keeps_its_channel(root: Path) -> None:
     """A file given from inbox/tis is judged as a TIS file (WRONG_CHANNEL for positions)."""
     path = root / "inbox" / "tis" / "pos.xml"
