@@ -24,7 +24,6 @@ import os
 import pickle
 import select
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import gateway
 from gateway.config import UNKNOWN_CHANNEL
 from gateway.documents import BY_NAME, BY_ROOT, DocumentKind
 from gateway.errors import RejectedFile, TransientError
-from gateway.transport.files import sha256_of, sha256_of_fd
+from gateway.transport.files import sha256_of, sha256_of_regular
 from gateway.xml.schemas import schema
 from gateway.xml.secure import (
     Root,
@@ -350,18 +349,12 @@ class Ahead:
             if self._broken or self._next - self._read >= WAITING:
                 return
         try:
-            # opened without waiting and hashed from the descriptor: a FIFO (even one a partner
-            # swapped in after intake looked) is let be, not waited on for a writer
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode) or st.st_size > AHEAD_BYTES:
-                    return
-                size, sha = st.st_size, sha256_of_fd(fd)
-            finally:
-                os.close(fd)
+            hashed = sha256_of_regular(path, AHEAD_BYTES)  # a FIFO is never waited on
         except OSError:
             return
+        if hashed is None:
+            return
+        size, sha = hashed
         try:
             if self._reader is None:
                 self._reader = _start("serve_ahead", asks=True)
@@ -492,13 +485,10 @@ def serve_ahead() -> None:
 def _parse_ahead(path: Path, channel: str | None, limit: int, streamed: frozenset[str]
                  ) -> tuple[str, str, str, Any]:
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # see Ahead.ask
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return "", channel or "", _SKIPPED, None
-            sha = sha256_of_fd(fd)
-        finally:
-            os.close(fd)
+        hashed = sha256_of_regular(path)
+        if hashed is None:
+            return "", channel or "", _SKIPPED, None
+        sha = hashed[1]
         root = read_root(path, limit)
         kind = BY_ROOT.get((root.namespace, root.name))
         if channel is None:  # the one ``process`` claims it from (cli._channel_of)

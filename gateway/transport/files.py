@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -319,35 +320,38 @@ def _take_by_copy(fd: int, source: Path, target: Path, hidden: Path) -> None:
         with os.fdopen(os.dup(fd), "rb") as src:
             write_temp(temp, lambda fh: shutil.copyfileobj(src, fh, 1024 * 1024))
         os.rename(temp, target)
+        fsync_dir(target.parent)  # the copy's name durable before the original goes
     except BaseException as exc:
         discard(temp)
-        _give_back(hidden, source)
-        if isinstance(exc, OSError):  # the rename (write_temp raises its own)
+        discard(target)  # the claim's own name: a copy not made durable is no copy
+        with contextlib.suppress(OSError):
+            os.rename(hidden, source)  # the file back in the inbox, under its own name
+        if isinstance(exc, OSError):  # the rename or the fsync (write_temp raises its own)
             raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror or exc}"
                                      ) from exc
         raise
-    try:
-        fsync_dir(target.parent)  # the copy's name durable before the original goes
-    except BaseException as exc:
-        discard(target)
-        _give_back(hidden, source)
-        if isinstance(exc, OSError):
-            raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
-        raise
     with contextlib.suppress(OSError):
         os.unlink(hidden)
-
-
-def _give_back(hidden: Path, source: Path) -> None:
-    """Return a file being taken by copy to the inbox, under its own name."""
-    with contextlib.suppress(OSError):
-        os.rename(hidden, source)
 
 
 def sha256_of(path: Path) -> str:
     """The SHA-256 of a file's bytes, read in chunks."""
     with path.open("rb") as fh:
         return sha256_of_fd(fh.fileno())
+
+
+def sha256_of_regular(path: Path, max_bytes: int | None = None) -> tuple[int, str] | None:
+    """The size and SHA-256 of ``path``; None if it is not a regular file (or is larger than
+    ``max_bytes``). Opened without waiting and hashed from the descriptor: a FIFO, even one
+    swapped in after the file was looked at, is let be, not waited on for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+            return None
+        return st.st_size, sha256_of_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def sha256_of_fd(fd: int) -> str:
