@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 import os
 import pwd
+import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from functools import partial
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 import click
@@ -41,6 +43,7 @@ from gateway.store.interfaces import Store
 from gateway.xml.secure import read_root
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128  # + the signal's number, as a shell reports a command a signal ended
 
 FLOWS: dict[str, Flow] = {
     "positions": positions_flow.plan,
@@ -142,18 +145,72 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLD)
 
 
+class _StdoutClosed(Exception):
+    """Standard output's reader has gone (``dit-gateway status | head``)."""
+
+
+def _out(text: str) -> None:
+    """A line on standard output; :class:`_StdoutClosed` when nobody reads it any more (a
+    broken pipe anywhere else, such as the look-ahead reader's, stays what it is)."""
+    try:
+        click.echo(text)
+    except BrokenPipeError as exc:
+        raise _StdoutClosed from exc
+
+
 class _Commands(click.Group):
     """The commands, each ending in one line (and a scrubbed log entry with the traceback)
     rather than Python's raw traceback when something unforeseen goes wrong: a traceback's
-    text could carry a record's values to the terminal or a job's mail."""
+    text could carry a record's values to the terminal or a job's mail. Ctrl-C is one line
+    too, and a closed standard output (``| head``) ends the command quietly, as it does
+    ``cat``."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED + signal.SIGINT)
+        except _StdoutClosed:
+            # what is still buffered for standard output would fail again at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            sys.exit(EXIT_INTERRUPTED + signal.SIGPIPE)
         except Exception as exc:
             _internal_error(exc)
+
+
+class _Stopping:
+    """SIGINT (Ctrl-C) and SIGTERM while ``process`` or ``requeue`` take their files, as the
+    daemon has them: the first lets the file in hand finish and no other be taken (the loop
+    asks :attr:`signum`); a second stops at once, exit 128 + the signal, the file in hand left
+    claimed for the next ``process`` or the daemon to recover, as after a crash. The handler
+    takes no lock (it runs between any two bytecodes of the main thread): it writes its line
+    with ``os.write``."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._before: dict[int, Any] = {}
+
+    def __enter__(self) -> _Stopping:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._before[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self._before.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signum is not None:
+            os.write(2, b"stopped at once: the file in hand stays in var/processing/ and is "
+                        b"taken by the next process or the daemon\n")
+            os._exit(EXIT_INTERRUPTED + signum)
+        self.signum = signum
+        os.write(2, b"stopping after the file in hand (a second signal stops at once)\n")
 
 
 def _internal_error(exc: Exception, left: str = "") -> NoReturn:
@@ -270,6 +327,10 @@ def process(config_path: Path | None, as_of: datetime | None, files: tuple[Path,
     processed; 2: usage (a FILE that does not exist or is not a regular file: a FIFO, a
     device, a process substitution) or configuration. With a second core, the next FILE is
     parsed in a helper process while one is decided.
+
+    Ctrl-C (or SIGTERM) lets the file in hand finish and takes no FILE after it, exit 130
+    (143); a second one stops at once, and the file in hand is finished by the next process
+    or the daemon, as after a crash.
     """
     # before anything is taken: opened to be read, a FIFO would wait for a writer (or be
     # drained by the look-ahead's hash), and the claim refuses it anyway
@@ -322,19 +383,28 @@ def _take_through(
     stage = " (no FILE was taken)"  # what an error leaves, said after it
     with _pipeline(settings) as pipeline, pipeline.holding(), (
         pipeline.looking_ahead() if ahead else nullcontext()
-    ):
+    ), _Stopping() as stopping:
         try:
             for receipt in pipeline.recover():
+                if stopping.signum is not None:
+                    break
                 pipeline.process(receipt, day)
             for label, claim in items:
                 stage = f" ({label} was not taken, nor any FILE after it)"
+                if stopping.signum is not None:
+                    click.echo(f"interrupted{stage}", err=True)
+                    return EXIT_INTERRUPTED + stopping.signum
                 receipt = claim(pipeline)
                 stage = (f" ({label} stays in var/processing/ and is retried; no FILE after it"
                          " was taken)")
                 status = pipeline.process(receipt, day)
-                click.echo(f"{label}: {status} ({settings.paths.acks / receipt.ack_name})")
+                stage = f" ({label} was {status}; no FILE after it was taken)"
+                _out(f"{label}: {status} ({settings.paths.acks / receipt.ack_name})")
                 if status == "rejected":
                     worst = EXIT_REJECTED
+        except _StdoutClosed:
+            click.echo(f"error: standard output was closed{stage}", err=True)
+            raise
         except TransientError as exc:
             # stopped here: the FILEs after it are not taken either (their order may matter)
             click.echo(f"error: {exc}{stage}", err=True)
@@ -365,7 +435,7 @@ def tick(config_path: Path | None, as_of: datetime | None) -> None:
         except TransientError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_REJECTED)
-    click.echo(f"{ran} job(s) run")
+    _out(f"{ran} job(s) run")
     sys.exit(EXIT_OK)
 
 
@@ -405,8 +475,8 @@ def extract_persons(config_path: Path | None, as_of: datetime | None, vpd: str,
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_REJECTED)
     for output in plan.outputs:
-        click.echo(str(output.path))
-    click.echo(f"{len(plan.outputs)} file(s), {sent} person(s) in scope sent")
+        _out(str(output.path))
+    _out(f"{len(plan.outputs)} file(s), {sent} person(s) in scope sent")
     sys.exit(EXIT_OK)
 
 
@@ -426,12 +496,12 @@ def validate(config_path: Path | None, files: tuple[Path, ...]) -> None:
         except RejectedFile as rejected:
             worst = EXIT_REJECTED
             for e in rejected.errors:
-                click.echo(f"{path}:{e.line or 0}:{e.column or 0}: {e.code}: {e.message}")
+                _out(f"{path}:{e.line or 0}:{e.column or 0}: {e.code}: {e.message}")
         except OSError as exc:
             worst = EXIT_REJECTED
-            click.echo(f"{path}:0:0: cannot read: {exc.strerror or exc}")
+            _out(f"{path}:0:0: cannot read: {exc.strerror or exc}")
         else:
-            click.echo(f"{path}: valid {parsed.kind.name} document")
+            _out(f"{path}: valid {parsed.kind.name} document")
     sys.exit(worst)
 
 
@@ -445,29 +515,29 @@ def status(config_path: Path | None, as_of: datetime | None) -> None:
     settings = _settings(config_path)
     with _pipeline(settings) as pipeline:
         store = pipeline.store
-        click.echo("files:")
+        _out("files:")
         counts = store.file_counts()
         if not counts:
-            click.echo("  (none)")
+            _out("  (none)")
         for channel, result, n in counts:
-            click.echo(f"  {channel:5} {result:10} {n}")
-        click.echo("in processing:")
+            _out(f"  {channel:5} {result:10} {n}")
+        _out("in processing:")
         open_receipts = store.open_receipts()
-        click.echo(f"  {len(open_receipts)}")
+        _out(f"  {len(open_receipts)}")
         held = store.held_all()
-        click.echo(f"held placements (A3): {len(held)}")
+        _out(f"held placements (A3): {len(held)}")
         for placement_id, due, source in held:
-            click.echo(f"  {placement_id:20} due {due}  from {source}")
+            _out(f"  {placement_id:20} due {due}  from {source}")
         for line in _confirmation_lines(store, settings, _day(as_of)):
-            click.echo(line)
+            _out(line)
         for line in _status_sections(store):
-            click.echo(line)
-        click.echo("last extracts:")
+            _out(line)
+        _out("last extracts:")
         extracts = store.extracts()
         if not extracts:
-            click.echo("  (none)")
+            _out("  (none)")
         for kind, vpd, deanery, extract_date in extracts:
-            click.echo(f"  {kind:9} {vpd:5} {deanery:8} {extract_date}")
+            _out(f"  {kind:9} {vpd:5} {deanery:8} {extract_date}")
     sys.exit(EXIT_OK)
 
 
@@ -559,8 +629,8 @@ def resend(config_path: Path | None, as_of: datetime | None, placement_id: str |
         sys.exit(EXIT_REJECTED)
     for o in done.plan.outcomes:
         reason = f" {o.reason}" if o.reason else ""
-        click.echo(f"{o.record_id}: {o.result.value}{reason}: {o.text}")
-    click.echo(f"acknowledgement: {done.ack.path}")
+        _out(f"{o.record_id}: {o.result.value}{reason}: {o.text}")
+    _out(f"acknowledgement: {done.ack.path}")
     sys.exit(EXIT_OK)
 
 
@@ -600,5 +670,5 @@ def requeue(config_path: Path | None, as_of: datetime | None, everything: bool,
 
     worst = _take_through(settings, _day(as_of),
                           [(name, partial(claim, name=name)) for name in names])
-    click.echo(f"{len(names)} file(s) requeued")
+    _out(f"{len(names)} file(s) requeued")
     sys.exit(worst)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -173,6 +175,151 @@ def test_an_output_lost_before_publishing_is_said_as_such(root: Path) -> None:
     assert len(said) == 1
     assert said[0].startswith("error: 2 output(s) lost before publishing, e.g. notifications-")
     assert not (root / "outbox" / "reports" / "acks" / "pos.ack.xml").exists()
+
+
+# Run as a script: the real command line, sending itself SIGINT (as Ctrl-C does) N times
+# while the first position file is being decided (N is the first argument).
+_SIGNALLED = """
+import os, signal, sys, time
+from gateway import cli
+
+times = int(sys.argv.pop(1))
+real = cli.FLOWS["positions"]
+sent = []
+
+
+def signalled(document, ctx):
+    if not sent:
+        sent.append(True)
+        for _ in range(times):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs before the next signal is sent
+    return real(document, ctx)
+
+
+cli.FLOWS["positions"] = signalled
+sys.argv = ["dit-gateway", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def _two_position_files(root: Path) -> tuple[Path, Path]:
+    first, second = root / "a.xml", root / "b.xml"
+    first.write_text(b.positions("RGT", [b.position(1)]))
+    second.write_text(b.positions("RGT", [b.position(2, "2")]))
+    return first, second
+
+
+def _signalled(root: Path, times: int, *files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _SIGNALLED, str(times), "process", "--config",
+         str(root / "gateway.toml"), "--as-of", "2026-11-02", *map(str, files)],
+        capture_output=True, text=True, check=False, cwd=root, timeout=120,
+    )
+
+
+def _said(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """What a command said on stderr, its log lines aside."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("{")]
+
+
+def test_ctrl_c_during_process_finishes_the_file_in_hand_and_takes_no_other(root: Path) -> None:
+    """Ctrl-C while a FILE is decided: that file is finished and acknowledged, the FILEs after
+    it are not taken, and the command says so and exits 130 (not click's bare "Aborted!"). The
+    FILE not taken is processed by the next ``process``."""
+    first, second = _two_position_files(root)
+    acks = root / "outbox" / "reports" / "acks"
+    result = _signalled(root, 1, first, second)
+    assert result.returncode == 130, result.stderr
+    assert result.stdout == f"{first}: processed ({acks / 'a.ack.xml'})\n"
+    assert _said(result) == [
+        "stopping after the file in hand (a second signal stops at once)",
+        f"interrupted ({second} was not taken, nor any FILE after it)"]
+    assert not (acks / "b.ack.xml").exists()
+    again = gateway(root, "process", "--config", str(root / "gateway.toml"),
+                    "--as-of", "2026-11-02", str(second))
+    assert again.returncode == 0, again.stderr
+    assert (acks / "b.ack.xml").exists()
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_next_process_finishes_the_file(
+    root: Path,
+) -> None:
+    """A second Ctrl-C stops ``process`` at once, as a crash would (exit 130): the file in
+    hand stays claimed in var/processing/, and the next ``process`` finishes it before its
+    own FILEs: each file acknowledged once."""
+    first, second = _two_position_files(root)
+    result = _signalled(root, 2, first, second)
+    assert result.returncode == 130, result.stderr
+    assert result.stdout == ""
+    assert _said(result) == [
+        "stopping after the file in hand (a second signal stops at once)",
+        "stopped at once: the file in hand stays in var/processing/ and is taken by the next "
+        "process or the daemon"]
+    assert [p.name for p in (root / "var" / "processing" / "esr").iterdir()] == ["1-a.xml"]
+    assert not (root / "outbox" / "reports").exists()
+    again = gateway(root, "process", "--config", str(root / "gateway.toml"),
+                    "--as-of", "2026-11-02", str(second))
+    assert again.returncode == 0, again.stderr
+    assert "recovery.taken_over" in again.stderr
+    acks = sorted(p.name for p in (root / "outbox" / "reports" / "acks").iterdir())
+    assert acks == ["a.ack.xml", "b.ack.xml"]
+    assert list((root / "var" / "processing" / "esr").iterdir()) == []
+    status = gateway(root, "status", "--config", str(root / "gateway.toml"))
+    assert "esr   processed  2" in status.stdout
+
+
+def test_ctrl_c_in_any_command_is_one_line(root: Path) -> None:
+    """Ctrl-C where no file is in hand (``validate`` of a FIFO that nobody writes, which waits
+    as ``cat`` would): ``interrupted`` and exit 130, no traceback."""
+    fifo = root / "f.xml"
+    os.mkfifo(fifo)
+    with subprocess.Popen(
+        [sys.executable, "-m", "gateway", "validate", str(fifo)], cwd=root,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as command:
+        wchan = Path(f"/proc/{command.pid}/wchan")
+        deadline = time.monotonic() + 30
+        while wchan.read_text() != "wait_for_partner":  # opening the FIFO, waiting for a writer
+            assert time.monotonic() < deadline, "validate never opened the FIFO"
+            time.sleep(0.05)
+        command.send_signal(signal.SIGINT)
+        out, err = command.communicate(timeout=30)
+    assert command.returncode == 130
+    assert (out, err) == ("", "interrupted\n")
+
+
+def _closed_stdout(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dit-gateway ARGS | head -0``: standard output a pipe nobody reads any more."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "gateway", *args], stdout=write_end,
+            stderr=subprocess.PIPE, text=True, check=False, cwd=root, timeout=120,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_standard_output_ends_a_command_quietly(root: Path) -> None:
+    """``dit-gateway status | head``: when the reader of standard output has gone, the
+    command ends as ``cat`` would (exit 141, 128 + SIGPIPE) with nothing on stderr: no
+    traceback, no "internal error". ``process`` says which FILE it had finished and that it
+    took none after it, and that file is acknowledged."""
+    config = str(root / "gateway.toml")
+    status = _closed_stdout(root, "status", "--config", config)
+    assert status.returncode == 141
+    assert status.stderr == ""
+    first, second = _two_position_files(root)
+    process = _closed_stdout(root, "process", "--config", config, "--as-of", "2026-11-02",
+                             str(first), str(second))
+    assert process.returncode == 141
+    assert [line for line in process.stderr.splitlines() if not line.startswith("{")] == [
+        f"error: standard output was closed ({first} was processed; no FILE after it was "
+        "taken)"]
+    acks = sorted(p.name for p in (root / "outbox" / "reports" / "acks").iterdir())
+    assert acks == ["a.ack.xml"]
 
 
 def test_process_in_inbox_folder_keeps_its_channel(root: Path) -> None:
