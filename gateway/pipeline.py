@@ -91,6 +91,13 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
+def received_name(path: Path) -> str:
+    """A partner's file name as text: bytes that are not UTF-8 (which the file system allows,
+    and Python holds as lone surrogates that neither the store nor XML can take) written as
+    ``\\xNN``, as :func:`sent_name` writes what XML cannot carry."""
+    return os.fsencode(path.name).decode("utf-8", "backslashreplace")
+
+
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -207,7 +214,7 @@ class Pipeline:
         moved: a file in ``var/processing/`` always has its receipt, so a crash anywhere leaves
         something recovery can decide on. An unreadable file is left where it is.
         """
-        original = source.name
+        original = received_name(source)
         name = safe_name(original)
         for rid in sorted(self._dangling):
             self.store.drop_claim(rid)
@@ -223,7 +230,7 @@ class Pipeline:
             receipt = self.store.claim(
                 name, channel, folder, at=self.clock(), owner=self.owner,
                 lease_until=self.lease_until(), original_name=original,
-                source=None if copy else (str(source), ino),
+                source=None if copy else (_stored_path(source), ino),
             )
             target = Path(receipt.processing_path)
             faults.crashpoint("claim-recorded")
@@ -675,12 +682,13 @@ class Pipeline:
         receipt = held.receipt
         target = Path(receipt.processing_path)
         files.discard(files.temp_path_for(target, "claim"))
-        hidden = _hidden(Path(held.source_path), receipt.id) if held.source_path else None
-        moved = target.is_file() and not _unmoved(held.source_path, held.source_ino, target)
+        source = _path_of(held.source_path) if held.source_path else None
+        hidden = _hidden(Path(source), receipt.id) if source else None
+        moved = target.is_file() and not _unmoved(source, held.source_ino, target)
         if not moved:
             files.discard(target)
-            if hidden is not None and hidden.exists():  # a copy across file systems, unfinished
-                os.rename(hidden, held.source_path or "")
+            if source and hidden is not None and hidden.exists():
+                os.rename(hidden, source)  # a copy across file systems, unfinished
             self.store.drop_claim(receipt.id)
             return None
         if hidden is not None:
@@ -751,6 +759,27 @@ def _copy_claim(fd: int, target: Path) -> None:
 def _copy_stream(src: BinaryIO, dst: BinaryIO) -> None:
     while chunk := src.read(1024 * 1024):
         dst.write(chunk)
+
+
+# A source path whose bytes are not UTF-8 (which the store's text cannot hold) is stored as
+# this prefix and its bytes in hex; a source path is absolute, so no other starts so.
+_HEX_PATH = "hex:"
+
+
+def _stored_path(path: Path) -> str:
+    """``path`` as the store's text can hold it, to be found again by :func:`_path_of`."""
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _HEX_PATH + raw.hex()
+
+
+def _path_of(stored: str) -> str:
+    """The path :func:`_stored_path` stored."""
+    if stored.startswith(_HEX_PATH):
+        return os.fsdecode(bytes.fromhex(stored.removeprefix(_HEX_PATH)))
+    return stored
 
 
 def _unmoved(source_path: str | None, source_ino: int | None, target: Path) -> bool:

@@ -416,6 +416,29 @@ def test_the_ack_keeps_the_name_the_partner_sent_and_the_stored_name(root: Path)
     assert ack.get("storedAs") == "ESR_extract_RGT_.xml"
 
 
+def test_a_name_that_is_not_utf8_is_taken_and_acknowledged(root: Path) -> None:
+    """A partner's file whose name is not UTF-8 (the file system allows any bytes but ``/``)
+    and holds a newline: processed, its ack named safely, its name as sent in the ack with
+    the bytes written as ``\\xNN``. Before, the claim failed on the store's UTF-8 (the daemon
+    logged ``file.claim_failed`` every scan and never took the file)."""
+    inbox = root / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    sent = Path(os.fsdecode(bytes(inbox) + b"/\xff\xfeRGT\nextract.xml"))
+    sent.write_text(b.positions("RGT", [b.position(1)]))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "process", "--config", str(root / "gateway.toml"),
+         "--as-of", "2026-11-02", str(sent)],
+        capture_output=True, check=False, cwd=root, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (ack,) = (root / "outbox" / "reports" / "acks").iterdir()
+    assert ack.name == "_xff_xfeRGT_extract.ack.xml"
+    assert result.stdout == os.fsencode(sent) + f": processed ({ack})\n".encode()
+    doc = assert_valid(ack)
+    assert doc.get("file") == "\\xff\\xfeRGT\nextract.xml"
+    assert doc.get("status") == "processed"
+
+
 def test_a_private_key_holding_garbage_is_refused_at_start(root: Path) -> None:
     """An SFTP partner whose key file holds garbage stops ``run`` at once with exit 2 and the
     key's name, instead of being retried forever."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -95,6 +96,22 @@ def test_daemon_duplicate_drop_gets_duplicate_ack(daemon: DaemonProcess) -> None
     assert ack.get("status") == "duplicate"
     after = sorted(p for p in (root / "outbox").rglob("*") if p.is_file())
     assert [p.name for p in after if p not in outputs] == ["b.ack.xml"]
+    assert daemon.terminate() == 0
+
+
+def test_a_file_whose_name_is_not_utf8_is_taken_from_the_inbox(daemon: DaemonProcess) -> None:
+    """A partner's file named with bytes that are not UTF-8: the daemon takes it, once, and
+    acknowledges it under a safe name; no ``file.claim_failed``. Before, every claim failed
+    on the store's UTF-8 and the file stayed in the inbox."""
+    root = daemon.root
+    daemon.start()
+    inbox = root / "inbox" / "esr"
+    wait_until(inbox.is_dir, what="inbox folders")
+    dropped = Path(os.fsdecode(bytes(inbox) + b"/extract-\xe9t\xe9.xml"))
+    dropped.write_text(b.positions("RGT", [b.position(1)]))
+    wait_until(lambda: acks(root) == ["extract-_xe9t_xe9.ack.xml"], what="its ack")
+    assert not dropped.exists()
+    assert not any(e["event"] == "file.claim_failed" for e in daemon.logs())
     assert daemon.terminate() == 0
 
 
@@ -292,6 +309,56 @@ def test_an_unforeseen_fault_while_claiming_does_not_stop_the_daemon(tmp_path: P
         processed = [e for e in daemon.logs() if e["event"] == "file.processed"]
         assert [e["file"] for e in processed] == ["pos.xml"]
         assert not inbox.joinpath("pos.xml").exists()
+    finally:
+        daemon.kill()
+
+
+# Run as a script before ``python -m gateway run …``: the real daemon, killed (SIGKILL) in the
+# middle of a claim across file systems: the inbound file parked under its hidden name, the
+# copy not yet made.
+_KILLED_MID_COPY = """
+import os, signal, sys
+from gateway import cli
+from gateway.transport import files
+
+
+def take(fd, source, target, hidden):
+    os.rename(source, hidden)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+files.take = take
+sys.argv = ["gateway", *sys.argv[sys.argv.index("run"):]]
+cli.main()
+"""
+
+
+def test_a_claim_killed_mid_copy_gives_a_name_that_is_not_utf8_back(tmp_path: Path) -> None:
+    """The daemon killed while copying a file across file systems, the file parked under its
+    hidden name: at the next start the file is put back under its own name (bytes that are
+    not UTF-8 included, which the store keeps as hex), then taken and acknowledged, once."""
+    config = write_config(tmp_path)
+    inbox = tmp_path / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    dropped = Path(os.fsdecode(bytes(inbox) + b"/extract-\xe9t\xe9.xml"))
+    dropped.write_text(b.positions("RGT", [b.position(1)]))
+    killed = DaemonProcess(tmp_path, config, prefix=(sys.executable, "-c", _KILLED_MID_COPY))
+    killed.start()
+    assert killed.wait(timeout=60) == -signal.SIGKILL
+    assert [p.name for p in inbox.iterdir()] == [".1.claim"]
+    with sqlite3.connect(tmp_path / "var" / "gateway.db") as db:
+        (stored,) = db.execute("SELECT source_path FROM receipts").fetchone()
+    db.close()
+    assert stored == "hex:" + os.fsencode(dropped).hex()
+    daemon = DaemonProcess(tmp_path, config)
+    daemon.start()
+    try:
+        wait_until(lambda: acks(tmp_path) == ["extract-_xe9t_xe9.ack.xml"], timeout=60,
+                   what="its ack")
+        assert daemon.terminate() == 0
+        assert list(inbox.iterdir()) == []
+        processed = [e for e in daemon.logs() if e["event"] == "file.processed"]
+        assert [e["file"] for e in processed] == ["extract-_xe9t_xe9.xml"]
     finally:
         daemon.kill()
 
