@@ -9,9 +9,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -25,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import config
 from gateway.errors import ConfigError
+from gateway.ops import server
 from gateway.store import open_store
 from gateway.transport import files
 from tests import builders as b
@@ -253,6 +256,41 @@ def test_readyz_turns_503_when_the_store_is_unreachable_and_back(tmp_path: Path)
             daemon.kill()
     finally:
         server.stop()
+
+
+def test_silent_clients_cannot_keep_the_server_from_answering(tmp_path: Path) -> None:
+    """A connection opened and left silent (a port scan, a probe that hangs): /healthz,
+    /readyz, /metrics and the page still answer, and the server closes the silent one after
+    ``IDLE_SECONDS``. As many silent ones as it takes at once: one more is closed unanswered
+    (threads stay bounded), and once they go, it answers again. Before, one silent
+    connection kept every request waiting for ever: a liveness probe would have restarted
+    the daemon."""
+    daemon = DaemonProcess(tmp_path, write_config(tmp_path))
+    daemon.start()
+    try:
+        port = port_of(daemon)
+        silent = socket.create_connection(("127.0.0.1", port))
+        opened = time.monotonic()
+        for path in ("/healthz", "/readyz", "/metrics", "/"):
+            assert get(port, path)[0] == 200, path
+        silent.settimeout(server.IDLE_SECONDS + 20)
+        assert silent.recv(1) == b""  # closed by the server (a timeout would raise)
+        assert time.monotonic() - opened >= server.IDLE_SECONDS - 1
+        silent.close()
+        crowd = [socket.create_connection(("127.0.0.1", port))
+                 for _ in range(server.MAX_CONNECTIONS)]
+        try:
+            one_more = socket.create_connection(("127.0.0.1", port))
+            one_more.settimeout(5)
+            assert one_more.recv(1) == b""  # closed at once, long before IDLE_SECONDS
+            one_more.close()
+        finally:
+            for connection in crowd:
+                connection.close()
+        wait_until(lambda: get(port, "/healthz") == (200, "ok\n"), what="/healthz again")
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
 
 
 def checks(text: str) -> int:

@@ -1,21 +1,28 @@
 """The operator's HTTP server inside ``run`` (spec 10): ``/metrics``, ``/healthz``, ``/readyz``,
 ``/`` (the status page) and ``/acks/<id>`` (a file's acknowledgement, linked from the page).
 
-The standard library's :class:`~http.server.HTTPServer` in one daemon thread: no new runtime, one
-request at a time (a scrape, a probe or a page is small), and it never holds anything the
-pipeline waits for — it reads the store through its own connection (SQLite: WAL readers do not
-block the writer) and never takes the work lock. Off when ``[http] listen`` is empty.
+The standard library's :class:`~http.server.ThreadingHTTPServer`: no new runtime, a thread per
+connection (at most :data:`MAX_CONNECTIONS`, each dropped after :data:`IDLE_SECONDS` without a
+byte), so that a client that connects and says nothing (or slowly) cannot keep ``/healthz`` from
+answering. What reads the store runs in one thread of its own, one request at a time (a scrape,
+a probe or a page is small), through that thread's own connection (SQLite: WAL readers do not
+block the writer); it never takes the work lock, and never holds anything the pipeline waits
+for. Off when ``[http] listen`` is empty.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as NoAnswer
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +43,9 @@ from gateway.store.operations import OperationsLedger, RecentFile
 log = logs.get("gateway.http")
 
 REFRESH_SECONDS = 15
+IDLE_SECONDS = 10  # a connection that sends (or takes) nothing for this long is closed
+MAX_CONNECTIONS = 32  # open at once; more are closed at once, so threads stay bounded
+STORE_WAIT_SECONDS = 20  # a request whose store work has not finished by then is answered 503
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined,
@@ -104,39 +114,83 @@ def _shown(file: RecentFile) -> dict[str, Any]:
     return row
 
 
-def _handler(status: Status) -> type[BaseHTTPRequestHandler]:
+Answer = tuple[HTTPStatus, bytes, str]  # status, body, content type
+
+
+def _answer(status: Status, path: str) -> Answer:
+    """What ``path`` answers; run in the store's thread (every route but ``/healthz`` may read
+    the store)."""
+    if path == "/metrics":
+        return HTTPStatus.OK, generate_latest(status.metrics.registry), CONTENT_TYPE_LATEST
+    if path == "/readyz":
+        reasons = not_ready(status.checks)
+        body = ("\n".join(reasons) if reasons else "ready") + "\n"
+        code = HTTPStatus.SERVICE_UNAVAILABLE if reasons else HTTPStatus.OK
+        return code, body.encode(), "text/plain; charset=utf-8"
+    if path in ("/", "/index.html"):
+        return HTTPStatus.OK, status.page().encode(), "text/html; charset=utf-8"
+    if path.startswith("/acks/") and path[6:].isdigit():
+        ack = status.ack(int(path[6:]))
+        if ack is None:
+            return HTTPStatus.NOT_FOUND, b"no such acknowledgement\n", "text/plain"
+        return HTTPStatus.OK, ack, "application/xml"
+    return HTTPStatus.NOT_FOUND, b"not found\n", "text/plain"
+
+
+class _StoreThread:
+    """One daemon thread doing the requests' store work, one at a time, through its own
+    connection (the store's are per thread). A daemon thread: one stuck in a store that hangs
+    must not keep the process from exiting."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Answer], Future[Answer]] | None] = (
+            queue.SimpleQueue())
+        self._thread = threading.Thread(target=self._run, name="http-store", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[], Answer]) -> Future[Answer]:
+        """``work``'s answer, to come."""
+        future: Future[Answer] = Future()
+        self._jobs.put((work, future))
+        return future
+
+    def stop(self) -> None:
+        """End the thread once the work before this is done."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            work, future = job
+            if not future.set_running_or_notify_cancel():
+                continue  # its request gave up waiting
+            try:
+                future.set_result(work())
+            except BaseException as exc:  # handed to the request's thread
+                future.set_exception(exc)
+
+
+def _handler(status: Status, store_thread: _StoreThread) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "dit-gateway"
+        timeout = IDLE_SECONDS
 
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
+            if path == "/healthz":  # the process answers: nothing to wait for
+                self._send(HTTPStatus.OK, b"ok\n", "text/plain")
+                return
+            work = store_thread.submit(partial(_answer, status, path))
             try:
-                self._route(path)
+                answer = work.result(timeout=STORE_WAIT_SECONDS)
+            except NoAnswer:  # the store hangs: say so, and do not queue work behind it
+                work.cancel()
+                answer = (HTTPStatus.SERVICE_UNAVAILABLE,
+                          f"the store did not answer in {STORE_WAIT_SECONDS} s\n".encode(),
+                          "text/plain; charset=utf-8")
             except Exception as exc:  # a page must never take the daemon down
                 log.exception("http.failed", path=path, error=type(exc).__name__)
-                self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", "text/plain")
-
-        def _route(self, path: str) -> None:
-            if path == "/metrics":
-                self._send(HTTPStatus.OK, generate_latest(status.metrics.registry),
-                           CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                self._send(HTTPStatus.OK, b"ok\n", "text/plain")
-            elif path == "/readyz":
-                reasons = not_ready(status.checks)
-                body = ("\n".join(reasons) if reasons else "ready") + "\n"
-                code = HTTPStatus.SERVICE_UNAVAILABLE if reasons else HTTPStatus.OK
-                self._send(code, body.encode(), "text/plain; charset=utf-8")
-            elif path in ("/", "/index.html"):
-                self._send(HTTPStatus.OK, status.page().encode(), "text/html; charset=utf-8")
-            elif path.startswith("/acks/") and path[6:].isdigit():
-                ack = status.ack(int(path[6:]))
-                if ack is None:
-                    self._send(HTTPStatus.NOT_FOUND, b"no such acknowledgement\n", "text/plain")
-                else:
-                    self._send(HTTPStatus.OK, ack, "application/xml")
-            else:
-                self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+                answer = HTTPStatus.INTERNAL_SERVER_ERROR, b"internal error\n", "text/plain"
+            self._send(*answer)
 
         def _send(self, code: HTTPStatus, body: bytes, content_type: str) -> None:
             self.send_response(code)
@@ -152,11 +206,39 @@ def _handler(status: Status) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most :data:`MAX_CONNECTIONS` at once: one more is closed
+    unanswered (a client that opens hundreds cannot make as many threads)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class HttpServer:
     """The server in its thread; ``address`` once started (port 0 picks a free one)."""
 
     def __init__(self, address: tuple[str, int], status: Status) -> None:
-        self._server = HTTPServer(address, _handler(status))
+        self._store_thread = _StoreThread()
+        self._server = _Server(address, _handler(status, self._store_thread))
         self._thread: threading.Thread | None = None
 
     @property
@@ -177,6 +259,7 @@ class HttpServer:
         """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
+        self._store_thread.stop()
 
 
 def start(settings: Settings, status_of: Callable[[], Status]) -> HttpServer | None:
