@@ -264,6 +264,7 @@ def run(config_path: Path | None) -> None:
                 outbox=settings.paths.outbox,
                 ledger=ExchangeLedger(pipeline.store),
                 settle_seconds=settings.intake.settle_seconds,
+                max_bytes=settings.intake.max_bytes,
             )
             for partner in settings.sftp
         ]

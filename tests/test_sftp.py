@@ -502,6 +502,37 @@ def acks(root: Path) -> list[str]:
     return local_files(root / "outbox" / "reports" / "acks")
 
 
+def test_a_remote_file_larger_than_max_file_mb_is_never_downloaded(
+    remote: Remote, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A partner's file larger than ``[intake] max_file_mb`` is left on its server with one
+    ``sftp.skipped`` line saying why: downloaded, it would only be refused here, whole, and
+    could fill the disk first. The partner's other files flow."""
+    small = b.positions("RGT", [b.position(1)]).encode()
+    big = b.positions("RGT", [b.position(i, dpn=f"EOE/RGT00/{i:03d}/FY1/001")
+                              for i in range(1, 11)]).encode()
+    limit = 0.002  # MiB: 2,097 bytes, between the two
+    assert len(small) < limit * 1024 * 1024 < len(big)
+    remote.put(tmp_path / "up", {"big.xml": big, "small.xml": small})
+    partner = partner_for(remote, channel="esr")
+    daemon = DaemonProcess(tmp_path, write_config(
+        tmp_path, f"max_file_mb = {limit}\n" + partner_toml(partner)))
+    daemons.append(daemon)
+    daemon.start()
+    wait_for(daemon, lambda: acks(tmp_path) == ["small.ack.xml"], what="small.xml's ack")
+    wait_for(daemon, lambda: any(e["event"] == "sftp.skipped" for e in daemon.logs()),
+             what="big.xml skipped")
+    time.sleep(1)  # more polls: still skipped, and said once
+    (skipped,) = [e for e in daemon.logs() if e["event"] == "sftp.skipped"]
+    assert skipped["file"] == "big.xml"
+    assert skipped["reason"] == (f"{len(big)} bytes, larger than [intake] max_file_mb (2097 "
+                                 "bytes): not downloaded")
+    assert remote.listing(remote.inbox) == ["big.xml"]
+    assert local_files(tmp_path / "inbox" / "esr") == []
+    assert acks(tmp_path) == ["small.ack.xml"]
+    assert daemon.terminate() == 0
+
+
 CRASH_POINTS = ["sftp-downloaded", "sftp-fetched", "sftp-published", "sftp-moved",
                 "sftp-uploaded", "sftp-delivered"]  # fmt: skip
 

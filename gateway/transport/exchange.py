@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import faults, logs
-from gateway.config import SftpPartner
+from gateway.config import Intake, SftpPartner
 from gateway.errors import TransientError
 from gateway.pipeline import safe_name, utc_now
 from gateway.store.exchange import FETCHED, PUBLISHED, Delivery, ExchangeLedger, Take
@@ -115,9 +115,12 @@ class PartnerExchange:
         outbox: Path,
         ledger: ExchangeLedger,
         settle_seconds: float = 2.0,
+        max_bytes: int = Intake().max_bytes,
         clock: Callable[[], str] = utc_now,
     ) -> None:
         self.partner = partner
+        self.max_bytes = max_bytes  # a larger remote file is not downloaded (it would be
+        # refused once here, whole, and could fill the disk first)
         self.folder = inbox / partner.channel
         self.outbox = outbox
         self.ledger = ledger
@@ -265,13 +268,13 @@ class PartnerExchange:
         for entry in entries:
             if not entry.regular or is_temporary_name(entry.name):
                 continue
-            problem = name_problem(entry.name)
+            problem = self._skip_reason(entry)
             if problem is None:
                 present[entry.name] = entry
             elif entry.name not in self._skipped:
                 self._skipped.add(entry.name)
                 log.warning("sftp.skipped", partner=self.partner.name, file=printable(entry.name),
-                            reason=f"unsafe name: {problem}")
+                            reason=problem)
         names = {e.name for e in entries}
         self._skipped &= names
         self._seen = {n: s for n, s in self._seen.items() if n in present}
@@ -294,6 +297,16 @@ class PartnerExchange:
             else:
                 self._take_one(entry)
         return settling
+
+    def _skip_reason(self, entry: RemoteFile) -> str | None:
+        """Why a remote file is left where it is (None: it is taken)."""
+        problem = name_problem(entry.name)
+        if problem is not None:
+            return f"unsafe name: {problem}"
+        if entry.size > self.max_bytes:
+            return (f"{entry.size} bytes, larger than [intake] max_file_mb ({self.max_bytes}"
+                    " bytes): not downloaded")
+        return None
 
     def _take_one(self, entry: RemoteFile) -> None:
         try:
