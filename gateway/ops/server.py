@@ -45,7 +45,8 @@ log = logs.get("gateway.http")
 REFRESH_SECONDS = 15
 IDLE_SECONDS = 10  # a connection that sends (or takes) nothing for this long is closed
 MAX_CONNECTIONS = 32  # open at once; more are closed at once, so threads stay bounded
-STORE_WAIT_SECONDS = 20  # a request whose store work has not finished by then is answered 503
+STORE_WAIT_SECONDS = 60  # a request whose store work has not finished by then is answered 503
+# (the store gives up on its own after 10 s a connection; a page asks it several times)
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined,
