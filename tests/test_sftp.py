@@ -4,6 +4,7 @@ between steps), volume (1,000 files through the daemon) and memory (a 200 MB fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.config import SftpPartner
+from gateway.errors import TransientError
 from gateway.store.exchange import DONE, ExchangeLedger
 from gateway.store.sqlite import SqliteStore
 from gateway.transport.exchange import PartnerExchange, backoff, name_problem
@@ -221,6 +223,49 @@ def test_unsafe_remote_names_are_logged_and_never_downloaded(
     skipped = events(logs, "sftp.skipped")
     assert len(skipped) == len(hostile)
     assert all("\n" not in str(e["file"]) and "\x07" not in str(e["file"]) for e in skipped)
+
+
+def test_a_link_planted_at_the_download_s_temporary_name_is_never_written_through(
+    remote: Remote, tmp_path: Path, store: SqliteStore
+) -> None:
+    """A local partner (its group may write into ``inbox/<channel>/``) plants, again and again
+    as fast as it can, a symbolic link where the gateway downloads a remote file
+    (``.<name>.<partner>.part``, a name it can guess) to a file of the gateway's: that file is
+    never truncated or written (the download is made new, never opened through a link), and
+    once the partner stops, the remote file is taken, whole, under its own name. Before, the
+    download truncated and overwrote the file the link named."""
+    remote.put(tmp_path / "up", {"pos.xml": b"<pos/>"})
+    inbox = tmp_path / "inbox" / "tis"
+    inbox.mkdir(parents=True)
+    precious = tmp_path / "var" / "precious"
+    precious.parent.mkdir(parents=True, exist_ok=True)
+    precious.write_bytes(b"the gateway's own")
+    planted = inbox / f".pos.xml{PART}"
+    stop = threading.Event()
+
+    def plant() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(FileExistsError):
+                planted.symlink_to(precious)
+
+    planter = threading.Thread(target=plant)
+    planter.start()
+    exchange = exchange_for(partner_for(remote), tmp_path, store)
+    try:
+        for _ in range(5):
+            with contextlib.suppress(TransientError):  # the way was never clear: next time
+                exchange.poll()
+            assert precious.read_bytes() == b"the gateway's own"
+    finally:
+        stop.set()
+        planter.join()
+    planted.unlink(missing_ok=True)
+    exchange.poll()
+    exchange.close()
+    assert local_files(inbox) == ["pos.xml"]
+    assert not (inbox / "pos.xml").is_symlink()
+    assert (inbox / "pos.xml").read_bytes() == b"<pos/>"
+    assert precious.read_bytes() == b"the gateway's own"
 
 
 @pytest.mark.parametrize(

@@ -325,8 +325,12 @@ class PartnerExchange:
         temp = self.folder / f".{local_name}.{self._tag}.part"
         try:
             modes.make_dirs(self.folder, group_writable=True)
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                         modes.file_mode(temp))
+            # A partner's group may write into this folder and can guess the name: whatever is
+            # there (a crash's leftover, a planted link to a file of ours) goes, and the temp
+            # is made new, never opened through a link (O_EXCL does not follow one).
+            files.discard(temp)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, modes.file_mode(temp))
             with os.fdopen(fd, "wb") as fh:
                 modes.restrict_fd(fh.fileno(), temp)
                 transfer = endpoint.fetch(remote, fh)
