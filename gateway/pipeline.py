@@ -684,7 +684,8 @@ class Pipeline:
         files.discard(files.temp_path_for(target, "claim"))
         source = _path_of(held.source_path) if held.source_path else None
         hidden = _hidden(Path(source), receipt.id) if source else None
-        moved = target.is_file() and not _unmoved(source, held.source_ino, target)
+        # lstat: a link a partner swapped in at the last moment is never followed
+        moved = _is_regular(target) and not _unmoved(source, held.source_ino, target)
         if not moved:
             files.discard(target)
             if source and hidden is not None and hidden.exists():
@@ -780,6 +781,14 @@ def _path_of(stored: str) -> str:
     if stored.startswith(_HEX_PATH):
         return os.fsdecode(bytes.fromhex(stored.removeprefix(_HEX_PATH)))
     return stored
+
+
+def _is_regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _unmoved(source_path: str | None, source_ino: int | None, target: Path) -> bool:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import errno
 import gzip
+import hashlib
 import os
 import stat
+import threading
+import time
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -16,7 +19,7 @@ from lxml import etree
 from structlog.testing import capture_logs
 
 from gateway.cli import FLOWS
-from gateway.errors import TransientError
+from gateway.errors import TransientError, Vanished
 from gateway.pipeline import Pipeline
 from gateway.store.base import Held
 from tests import builders as b
@@ -340,3 +343,57 @@ def test_a_files_root_element_is_read_once(
     assert gateway.process(channel, "broken.xml", "<?xml version='1.0'?><", AS_OF) == "rejected"
     assert len(reads) == 2  # once to try, once more by parse to say why
     assert ack_of(gateway, "broken").find(f"{ACK}Error").get("code") == "NOT_WELL_FORMED"
+
+
+def test_a_file_swapped_for_a_link_while_it_is_claimed_is_never_followed(
+    gateway: Gateway,
+) -> None:
+    """A partner swapping its settled file in the inbox, as fast as it can, for a symbolic
+    link to a file of the gateway's and back: every claim that succeeds holds in
+    ``var/processing/`` the very file it opened and hashed (a regular file whose bytes hash to
+    the receipt's SHA-256), never the link; a claim that moved the link instead gives it back
+    to the inbox and is off (:class:`Vanished`), to be looked at afresh. Before, the link was
+    moved into ``var/processing/`` and followed when the file was processed."""
+    inbox = gateway.settings.paths.inbox / "esr"
+    inbox.mkdir(parents=True)
+    precious = gateway.root / "precious"
+    precious.write_bytes(b"the gateway's own")
+    real = gateway.root / "real.xml"  # the partner's file, linked into the inbox again and again
+    real.write_text(b.positions("RGT", [b.position(1)]))
+    source = inbox / "pos.xml"
+    stop = threading.Event()
+
+    def swap() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            os.link(real, inbox / f".f{n}.tmp")
+            os.rename(inbox / f".f{n}.tmp", source)
+            os.symlink(precious, inbox / f".l{n}.tmp")
+            os.rename(inbox / f".l{n}.tmp", source)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    claimed = vanished = 0
+    deadline = time.monotonic() + 20
+    try:
+        while (claimed < 60 or vanished < 3) and time.monotonic() < deadline:
+            try:
+                receipt = gateway.pipeline.claim(source, "esr")
+            except Vanished:
+                vanished += 1
+                continue
+            except TransientError:  # opened while the link was there: refused at once
+                continue
+            claimed += 1
+            moved = Path(receipt.processing_path)
+            assert not moved.is_symlink()
+            assert hashlib.sha256(moved.read_bytes()).hexdigest() == receipt.sha256
+    finally:
+        stop.set()
+        swapper.join()
+    assert claimed >= 60
+    assert vanished >= 3, "the swap never came between a claim's open and its rename"
+    assert precious.read_bytes() == b"the gateway's own"
+    links = [p for p in gateway.settings.paths.processing.rglob("*") if p.is_symlink()]
+    assert links == []

@@ -300,11 +300,41 @@ def take(fd: int, source: Path, target: Path, hidden: Path) -> None:
         if exc.errno != errno.EXDEV:
             raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
         _take_by_copy(fd, source, target, hidden)
+    else:
+        _moved_what_was_opened(fd, source, target)
     try:
         modes.restrict(target)  # a partner's 0644 is not kept in var/
         fsync_dirs((target.parent, source.parent))
     except OSError as exc:
         raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
+
+
+def _moved_what_was_opened(fd: int, source: Path, moved: Path) -> None:
+    """What a claim's rename moved to ``moved`` is the file it opened (and hashes as ``fd``);
+    else :class:`Vanished`, and what was moved is given back under the source's name.
+
+    Between the open and the rename, the partner may have put another file under the name
+    (a new version, renamed into place as it should be) or, hostile, a link to a file of the
+    gateway's. Either would have been processed under the opened file's hash, the link
+    followed. Given back (unless the name was taken again since: the newer one wins, as the
+    partner's own rename would have had it), it is looked at afresh."""
+    opened = os.fstat(fd)
+    try:
+        found = os.lstat(moved)
+    except FileNotFoundError as exc:
+        raise Vanished(f"{source.name} was taken by another process") from exc
+    if (found.st_dev, found.st_ino) == (opened.st_dev, opened.st_ino):
+        return
+    try:
+        os.link(moved, source, follow_symlinks=False)
+    except FileExistsError:
+        pass
+    except OSError:  # a folder cannot be linked: renamed back, unless the name is taken
+        if not os.path.lexists(source):
+            with contextlib.suppress(OSError):
+                os.rename(moved, source)
+    discard(moved)
+    raise Vanished(f"{source.name} was replaced while it was claimed: looked at again")
 
 
 def _take_by_copy(fd: int, source: Path, target: Path, hidden: Path) -> None:
@@ -314,6 +344,7 @@ def _take_by_copy(fd: int, source: Path, target: Path, hidden: Path) -> None:
         raise Vanished(f"{source.name} was taken by another process") from exc
     except OSError as exc:
         raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
+    _moved_what_was_opened(fd, source, hidden)
     temp = temp_path_for(target, "claim")
     try:
         os.lseek(fd, 0, os.SEEK_SET)
