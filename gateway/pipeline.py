@@ -149,10 +149,37 @@ class Pipeline:
         self._dangling: set[int] = set()  # claims to drop once the store is writable
         # files parsed ahead while the one before is decided (``process FILE…``); None: none
         self.ahead: reading.Ahead | None = None
+        self._clock_skew = 0.0  # the store's clock less this host's, last measured
+        self._skew_warned = False
+
+    def now(self) -> float:
+        """The time by the store's clock, in which leases are set and compared, so that nodes
+        whose own clocks disagree still agree on who holds a file: this host's clock plus the
+        difference last measured (:meth:`measure_clock`), so that no lease costs a round trip."""
+        return time.time() + self._clock_skew
+
+    def measure_clock(self) -> None:
+        """Measure the store's clock against this host's (at the middle of the round trip),
+        at each recovery and lease renewal; warn (``store.clock_skew``) once when they differ
+        by more than a quarter of a lease, and say when they agree again. Never fails: a store
+        out of reach keeps the last measure."""
+        try:
+            before = time.time()
+            theirs = self.store.clock()
+            after = time.time()
+        except GatewayError:
+            return
+        self._clock_skew = theirs - (before + after) / 2
+        apart = abs(self._clock_skew) > self.settings.store.lease_seconds / 4
+        if apart != self._skew_warned:
+            self._skew_warned = apart
+            (log.warning if apart else log.info)(
+                "store.clock_skew" if apart else "store.clock_agrees",
+                seconds=round(self._clock_skew, 3), lease_seconds=self.settings.store.lease_seconds)
 
     def lease_until(self) -> float:
-        """When a claim taken or renewed now expires."""
-        return time.time() + self.settings.store.lease_seconds
+        """When a claim taken or renewed now expires (by the store's clock)."""
+        return self.now() + self.settings.store.lease_seconds
 
     def _renew_every(self) -> float:
         """Seconds between renewals of this process's leases: three in a lease."""
@@ -168,6 +195,7 @@ class Pipeline:
             while not stop.wait(every):
                 if self._renewing_inline:
                     continue
+                self.measure_clock()
                 try:
                     self.store.renew(self.owner, self.lease_until())
                 except GatewayError as exc:
@@ -628,6 +656,7 @@ class Pipeline:
         Takes only what nobody holds: claims whose owner is gone (lease expired, or a dead
         process on this host), and this process's own claims that it is not ``working`` on.
         """
+        self.measure_clock()
         with self.store.work_lock():
             todo = []
             for held in self.store.held_receipts():
@@ -646,7 +675,7 @@ class Pipeline:
         if receipt.owner == self.owner:
             if receipt.id in working:
                 return None
-        elif not owner.gone(receipt.owner, held.lease_until, time.time(), self.node) or not (
+        elif not owner.gone(receipt.owner, held.lease_until, self.now(), self.node) or not (
             self.store.take_over(receipt.id, receipt.owner, self.owner, self.lease_until())
         ):
             return None

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the tests need: the OpenSSH server and client (the SFTP tests run a real sshd and
 # sftp on 127.0.0.1), the PostgreSQL server (the store's tests on PostgreSQL), Chromium and its
-# driver (the status page's browser test) and this project, editable, with its [test] extras, into ./.venv (made by
-# scripts/venv.sh, so the system's Python is never changed).
+# driver (the status page's browser test), faketime (a node with a wrong clock) and this
+# project, editable, with its [test] extras, into ./.venv (made by scripts/venv.sh, so the
+# system's Python is never changed).
 # Idempotent and quick when everything is already there (set INSTALL_TEST_DEPS_FORCE=1 to run pip
 # anyway). It never starts a service: the tests start their own throw-away sshd.
 set -euo pipefail
@@ -27,8 +28,12 @@ fi
 if [[ ! -x /usr/bin/chromium ]] || [[ ! -x /usr/bin/chromedriver ]]; then
     packages+=(chromium chromium-driver)
 fi
+# A node whose clock is wrong is run under libfaketime (a real clock, set wrong).
+if ! command -v faketime >/dev/null 2>&1; then
+    packages+=(faketime)
+fi
 if [[ ${#packages[@]} -eq 0 ]]; then
-    did+=("openssh, postgresql and chromium present")
+    did+=("openssh, postgresql, chromium and faketime present")
 else
     SUDO=()
     if [[ "$(id -u)" -ne 0 ]]; then

@@ -5,6 +5,7 @@ polling the same SFTP partner on a real sshd."""
 from __future__ import annotations
 
 import re
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,6 +152,58 @@ def test_a_node_killed_halfway_is_finished_by_the_other_within_the_lease(
     assert sorted(str(e["file"]) for e in taken) == held
     assert all(str(e["owner"]).startswith("node-a:") for e in taken)
     assert not [e for e in second.logs() if e["event"] == "file.claim_failed"]
+
+
+BEHIND = 300  # seconds node-b's clock runs behind node-a's: a hundred leases
+
+
+def faketime_library() -> str:
+    """libfaketime for threaded programs (Debian's faketime package, which
+    scripts/install-test-deps.sh installs)."""
+    (found,) = Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1")
+    return str(found)
+
+
+def test_a_node_whose_clock_is_wrong_still_takes_over_a_dead_node_s_file_within_the_lease(
+    tmp_path: Path, database: str
+) -> None:
+    """node-b's clock runs five minutes behind node-a's (libfaketime: a real clock, set
+    wrong, as an unsynchronised host's is). node-a dies (SIGKILL) holding a claimed file.
+    Leases are set and compared by the database's clock, so node-b takes the file over once
+    the lease has run out, as it would with the clocks agreeing, and warns once of the
+    difference (``store.clock_skew``). Before, by its own clock node-b saw node-a's lease
+    run for five minutes more, and the file waited that long."""
+    def node(name: str) -> DaemonProcess:
+        config = write_config(tmp_path, store_url=database,
+                              store_keys=f'node = "{name}"\nlease_seconds = {LEASE}\n')
+        daemon = DaemonProcess(tmp_path, config.rename(tmp_path / f"{name}.toml"))
+        daemon.log_path = tmp_path / f"{name}.log"
+        return daemon
+
+    node_a, node_b = node("node-a"), node("node-b")
+    node_b.env = {"LD_PRELOAD": faketime_library(), "FAKETIME": f"-{BEHIND}s",
+                  "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # only the wall clock is wrong
+    inbox = tmp_path / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    (inbox / "pos.xml").write_text(extract(1))
+    try:
+        node_a.start(DIT_GATEWAY_CRASH_AT="claimed:1")  # dies holding the file's claim
+        assert node_a.wait(60) == -signal.SIGKILL
+        assert held_by(database, "node-a:") == ["pos.xml"]
+        died = time.monotonic()
+        node_b.start()
+        wait_until(lambda: [p.name for p in acks(tmp_path)] == ["pos.ack.xml"],
+                   timeout=LEASE + 30, what="node-b to finish node-a's file")
+        print(f"node-b finished it {time.monotonic() - died:.1f} s after node-a died")
+        assert node_b.terminate() == 0
+        (taken,) = [e for e in node_b.logs() if e["event"] == "recovery.taken_over"]
+        assert (taken["file"], str(taken["owner"]).split(":")[0]) == ("pos.xml", "node-a")
+        (skew,) = [e for e in node_b.logs() if e["event"] == "store.clock_skew"]
+        assert BEHIND - 5 < float(skew["seconds"]) < BEHIND + 5
+        assert settled(database)
+    finally:
+        node_a.kill()
+        node_b.kill()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ context managers; all state is keyed by VPD.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -317,6 +318,10 @@ class SqlStore:
             (owner, lease_until, rid) + (() if old_owner is None else (old_owner,)),
         )
         return bool(rows)
+
+    def clock(self) -> float:
+        """This host's clock: SQLite is one node's (PostgreSQL asks its server)."""
+        return time.time()
 
     def renew(self, owner: str, lease_until: float) -> int:
         """Extend the lease on every open receipt ``owner`` holds; returns how many."""

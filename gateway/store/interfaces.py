@@ -115,6 +115,11 @@ class Ledger(Protocol):
         """Become the owner of an open receipt if ``old_owner`` still holds it (one wins)."""
         ...
 
+    def clock(self) -> float:
+        """Seconds since the epoch by the store's clock, in which leases are set and compared
+        (on PostgreSQL the server's, shared by every node; on SQLite this host's)."""
+        ...
+
     def renew(self, owner: str, lease_until: float) -> int:
         """Extend the lease on every open receipt ``owner`` holds; returns how many."""
         ...

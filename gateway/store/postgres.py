@@ -245,6 +245,11 @@ class PostgresStore(SqlStore):
         finally:
             self._return(conn)
 
+    def clock(self) -> float:
+        """The server's clock (``clock_timestamp()``: the time now, also inside a
+        transaction), which every node shares."""
+        return float(self.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8")[0][0])
+
     def close(self) -> None:
         """Return every connection and close the pool."""
         with self._lock:
