@@ -268,6 +268,28 @@ def test_a_link_planted_at_the_download_s_temporary_name_is_never_written_throug
     assert precious.read_bytes() == b"the gateway's own"
 
 
+def test_a_remote_name_that_is_not_utf8_is_skipped_and_the_others_are_taken(
+    remote: Remote, tmp_path: Path, store: SqliteStore
+) -> None:
+    """A remote file whose name is not UTF-8 is skipped with one ``sftp.skipped`` line (its
+    bytes escaped), and stays on the server; the partner's other files are taken. Before, the
+    whole listing failed (paramiko decodes names strictly) and no file of the partner came."""
+    remote.put(tmp_path / "up", {"ok.xml": b"<ok/>"})
+    odd = Path(os.fsdecode(bytes(remote.inbox) + b"/caf\xe9.xml"))
+    odd.write_bytes(b"<odd/>")
+    exchange = exchange_for(partner_for(remote), tmp_path, store)
+    with capture_logs() as logs:
+        for _ in range(3):
+            exchange.poll()
+    exchange.close()
+    assert local_files(tmp_path / "inbox" / "tis") == ["ok.xml"]
+    assert remote.listing(remote.inbox) == [odd.name]
+    (skipped,) = events(logs, "sftp.skipped")
+    assert skipped["file"] == "caf\\udce9.xml"
+    assert "control character" in str(skipped["reason"])
+    assert events(logs, "sftp.list_failed") == []
+
+
 @pytest.mark.parametrize(
     ("name", "problem"),
     [("ok.xml", None), ("", "empty"), ("..", "folder"), ("a/b", "separator"),

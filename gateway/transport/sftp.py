@@ -45,7 +45,17 @@ from types import TracebackType
 from typing import IO, Any, BinaryIO, Generic, NoReturn, TypeVar, cast
 
 import paramiko
-from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, int64
+from paramiko.sftp import (
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_HANDLE,
+    CMD_NAME,
+    CMD_OPENDIR,
+    CMD_READ,
+    CMD_READDIR,
+    CMD_STATUS,
+    int64,
+)
 
 from gateway import logs
 from gateway.config import SftpPartner
@@ -369,7 +379,34 @@ class SftpEndpoint:
             self._sftp.close()
 
     def _listdir(self, folder: str) -> list[RemoteFile]:
-        return [_entry(a) for a in self._session().listdir_attr(folder)]
+        """``listdir_attr`` as paramiko has it, but each name read as bytes: paramiko decodes
+        names as strict UTF-8, so one name that is not would fail the whole listing and stop
+        every file of the partner. Such a name comes with its odd bytes as lone surrogates
+        (``surrogateescape``), which the exchange's name check refuses, as it does a control
+        character: that file is skipped (and logged), the others are taken."""
+        sftp: Any = self._session()  # the request primitives are not in paramiko's typed API
+        kind, msg = sftp._request(CMD_OPENDIR, folder)
+        if kind != CMD_HANDLE:
+            raise paramiko.SFTPError("Expected handle")
+        handle = msg.get_binary()
+        entries = []
+        try:
+            while True:
+                try:
+                    kind, msg = sftp._request(CMD_READDIR, handle)
+                except EOFError:  # the end of the folder
+                    break
+                if kind != CMD_NAME:
+                    raise paramiko.SFTPError("Expected name response")
+                for _ in range(msg.get_int()):
+                    name = msg.get_string().decode("utf-8", "surrogateescape")
+                    msg.get_string()  # the long name, as ls -l would show it
+                    attrs = cast(Any, paramiko.SFTPAttributes)._from_msg(msg, name)
+                    if name not in (".", ".."):
+                        entries.append(_entry(attrs))
+        finally:
+            sftp._request(CMD_CLOSE, handle)
+        return entries
 
     def _stat(self, path: str) -> RemoteFile | None:
         try:
