@@ -200,6 +200,18 @@ def test_a_file_written_slowly_is_not_taken_before_it_is_complete(
     assert len(events(logs, "sftp.taken")) == 1
 
 
+def polled_three_times(
+    remote: Remote, tmp_path: Path, store: SqliteStore
+) -> list[dict[str, object]]:
+    """The log events of a partner's exchange polled three times (seen, settled, taken)."""
+    exchange = exchange_for(partner_for(remote), tmp_path, store)
+    with capture_logs() as logs:
+        for _ in range(3):
+            exchange.poll()
+    exchange.close()
+    return logs
+
+
 def test_unsafe_remote_names_are_logged_and_never_downloaded(
     remote: Remote, tmp_path: Path, store: SqliteStore
 ) -> None:
@@ -213,11 +225,7 @@ def test_unsafe_remote_names_are_logged_and_never_downloaded(
     (remote.inbox / "link.xml").symlink_to("/etc/hostname")
     (remote.inbox / "folder.xml").mkdir()
     remote.put(tmp_path / "up", {"ok.xml": b"<ok/>"})
-    exchange = exchange_for(partner_for(remote), tmp_path, store)
-    with capture_logs() as logs:
-        for _ in range(3):
-            exchange.poll()
-    exchange.close()
+    logs = polled_three_times(remote, tmp_path, store)
     assert local_files(tmp_path / "inbox" / "tis") == ["ok.xml"]
     assert sorted([*hostile, "folder.xml", "link.xml"]) == remote.listing(remote.inbox)
     skipped = events(logs, "sftp.skipped")
@@ -277,11 +285,7 @@ def test_a_remote_name_that_is_not_utf8_is_skipped_and_the_others_are_taken(
     remote.put(tmp_path / "up", {"ok.xml": b"<ok/>"})
     odd = Path(os.fsdecode(bytes(remote.inbox) + b"/caf\xe9.xml"))
     odd.write_bytes(b"<odd/>")
-    exchange = exchange_for(partner_for(remote), tmp_path, store)
-    with capture_logs() as logs:
-        for _ in range(3):
-            exchange.poll()
-    exchange.close()
+    logs = polled_three_times(remote, tmp_path, store)
     assert local_files(tmp_path / "inbox" / "tis") == ["ok.xml"]
     assert remote.listing(remote.inbox) == [odd.name]
     (skipped,) = events(logs, "sftp.skipped")
