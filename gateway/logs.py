@@ -25,7 +25,7 @@ ALLOWED_KEYS = frozenset(
         "job", "as_of", "week", "files", "retry_in", "limit", "pid", "inbox", "outbox", "var",
         "store", "version", "signal", "state", "remote", "bytes", "host", "port", "last_success",
         "observer", "held", "released", "duplicate_of", "ack", "errors", "config", "dropped_keys",
-        "exception", "attempts", "lease_seconds", "owner", "seconds",
+        "exception", "attempts", "lease_seconds", "owner", "seconds", "mode",
         "expected", "every_hours", "since", "freed", "kept", "vpds", "resend", "requeued_from",
         "asked", "used",
     }

@@ -604,6 +604,33 @@ def test_a_remote_file_larger_than_max_file_mb_is_never_downloaded(
     assert daemon.terminate() == 0
 
 
+def test_a_private_key_others_can_read_is_warned_of_at_start(
+    remote: Remote, tmp_path: Path, daemons: list[DaemonProcess]
+) -> None:
+    """A partner's private key that the group or others can read (the gateway's group holds
+    the partners' accounts) is warned of once at start (``sftp.key_exposed``, its mode), as
+    OpenSSH would refuse it; the partner still works. A key only the gateway can read: no
+    warning."""
+    key = tmp_path / "keys" / "partner"
+    key.parent.mkdir()
+    key.write_bytes(remote.server.client_key.read_bytes())
+    key.chmod(0o600)
+    daemon = daemon_for(tmp_path, partner_for(remote, private_key=key))
+    daemons.append(daemon)
+
+    def run_once() -> list[dict[str, object]]:
+        daemon.start()
+        wait_for(daemon, lambda: sum(e["event"] == "sftp.connected" for e in daemon.logs())
+                 >= daemon.runs, what="the partner connected")
+        assert daemon.terminate() == 0
+        return [e for e in daemon.logs() if e["event"] == "sftp.key_exposed"]
+
+    assert run_once() == []
+    key.chmod(0o640)
+    (exposed,) = run_once()
+    assert (exposed["partner"], exposed["mode"]) == ("hee-tis", "0o640")
+
+
 CRASH_POINTS = ["sftp-downloaded", "sftp-fetched", "sftp-published", "sftp-moved",
                 "sftp-uploaded", "sftp-delivered"]  # fmt: skip
 

@@ -371,8 +371,19 @@ class SftpEndpoint:
 
     def check_key(self) -> None:
         """Load the private key now (at start), so that a bad key stops the gateway with a
-        clear error instead of failing every poll. Raises SftpRefused."""
+        clear error instead of failing every poll. Raises SftpRefused. A key other accounts
+        can read (the gateway's group holds the partners' accounts) is warned of, as OpenSSH
+        would refuse it: ``sftp.key_exposed``."""
         self._key()
+        try:
+            mode = os.stat(self.partner.private_key).st_mode
+        except OSError:
+            return
+        if mode & 0o077:
+            log.warning("sftp.key_exposed", partner=self.partner.name,
+                        mode=oct(stat.S_IMODE(mode)),
+                        reason="the private key can be read or changed by other accounts than "
+                               "the gateway's: chmod 600 it")
 
     def _close(self) -> None:
         if self._sftp is not None:
