@@ -602,6 +602,11 @@ def test_a_remote_file_larger_than_max_file_mb_is_never_downloaded(
     assert local_files(tmp_path / "inbox" / "esr") == []
     assert acks(tmp_path) == ["small.ack.xml"]
     assert daemon.terminate() == 0
+    # and for as long as it is there, the partner's last error in ``status`` says so
+    status = subprocess.run(
+        [sys.executable, "-m", "gateway", "status", "--config", str(daemon.config)],
+        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=60)
+    assert f"last error: big.xml skipped: {skipped['reason']}" in status.stdout
 
 
 def test_a_private_key_others_can_read_is_warned_of_at_start(

@@ -271,7 +271,11 @@ class PartnerExchange:
             problem = self._skip_reason(entry)
             if problem is None:
                 present[entry.name] = entry
-            elif entry.name not in self._skipped:
+                continue
+            # the partner's last error (``status``) for as long as the file is there; the log
+            # says it once
+            self.problem = f"{printable(entry.name)} skipped: {problem}"
+            if entry.name not in self._skipped:
                 self._skipped.add(entry.name)
                 log.warning("sftp.skipped", partner=self.partner.name, file=printable(entry.name),
                             reason=problem)
