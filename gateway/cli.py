@@ -386,9 +386,13 @@ def _take_through(
         pipeline.looking_ahead() if ahead else nullcontext()
     ), _Stopping() as stopping:
         try:
-            for receipt in pipeline.recover():
+            recovered = pipeline.recover()
+            for n, receipt in enumerate(recovered):
                 if stopping.signum is not None:
-                    break
+                    click.echo(f"interrupted ({len(recovered) - n} file(s) left in "
+                               "var/processing/ for the next process or the daemon; no FILE "
+                               "was taken)", err=True)
+                    return EXIT_INTERRUPTED + stopping.signum
                 pipeline.process(receipt, day)
             for label, claim in items:
                 stage = f" ({label} was not taken, nor any FILE after it)"

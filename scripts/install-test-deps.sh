@@ -151,4 +151,8 @@ else
     did+=("pip-installed -e .[test]")
 fi
 
-echo "install-test-deps: $(IFS=,; echo "${did[*]}" | sed 's/,/, /g')"
+joined=""
+for step in "${did[@]}"; do
+    joined+="${joined:+, }$step"
+done
+echo "install-test-deps: $joined"

@@ -269,6 +269,52 @@ def test_a_second_ctrl_c_stops_at_once_and_the_next_process_finishes_the_file(
     assert "esr   processed  2" in status.stdout
 
 
+# Run as a script: claim FILEs (as the daemon would, from the inbox) and die holding them.
+_CLAIM_AND_DIE = """
+import os, sys
+from pathlib import Path
+from gateway import config
+from gateway.cli import FLOWS
+from gateway.pipeline import Pipeline
+from gateway.store import open_store
+
+settings = config.load(Path(sys.argv[1]))
+pipeline = Pipeline(settings, open_store(settings), FLOWS)
+for name in sys.argv[2:]:
+    pipeline.claim(Path(name), "esr")
+os._exit(9)
+"""
+
+
+def test_ctrl_c_while_process_finishes_what_a_crash_left_says_what_is_left(
+    root: Path,
+) -> None:
+    """Two files left claimed by a process that died; ``process c.xml`` finishes them first.
+    Ctrl-C during the first: it is finished, the second stays in var/processing/ for the next
+    run, c.xml is not taken, and the command says so (exit 130)."""
+    inbox = root / "inbox" / "esr"
+    inbox.mkdir(parents=True)
+    first, second = _two_position_files(inbox)
+    claimed = subprocess.run(
+        [sys.executable, "-c", _CLAIM_AND_DIE, str(root / "gateway.toml"), str(first),
+         str(second)], capture_output=True, text=True, check=False, cwd=root, timeout=60)
+    assert claimed.returncode == 9, claimed.stderr
+    third = root / "c.xml"
+    third.write_text(b.positions("RGT", [b.position(3, "3")]))
+    result = _signalled(root, 1, third)
+    assert result.returncode == 130, result.stderr
+    assert _said(result) == [
+        "stopping after the file in hand (a second signal stops at once)",
+        "interrupted (1 file(s) left in var/processing/ for the next process or the daemon; "
+        "no FILE was taken)"]
+    assert [p.name for p in (root / "outbox" / "reports" / "acks").iterdir()] == ["a.ack.xml"]
+    again = gateway(root, "process", "--config", str(root / "gateway.toml"),
+                    "--as-of", "2026-11-02", str(third))
+    assert again.returncode == 0, again.stderr
+    acks = sorted(p.name for p in (root / "outbox" / "reports" / "acks").iterdir())
+    assert acks == ["a.ack.xml", "b.ack.xml", "c.ack.xml"]
+
+
 def test_ctrl_c_in_any_command_is_one_line(root: Path) -> None:
     """Ctrl-C where no file is in hand (``validate`` of a FIFO that nobody writes, which waits
     as ``cat`` would): ``interrupted`` and exit 130, no traceback."""
