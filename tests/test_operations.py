@@ -236,7 +236,9 @@ def test_readyz_turns_503_for_a_read_only_outbox_folder_and_back(
 
 def test_readyz_turns_503_when_the_store_is_unreachable_and_back(tmp_path: Path) -> None:
     """The daemon's PostgreSQL server stopped for real: /readyz 503 "store unreachable", the
-    page still answers; started again: 200."""
+    page still answers, and /metrics says ``dit_gateway_store_up 0``, each well within
+    Prometheus' default scrape timeout (10 s: a scrape that outlasts it is lost, and with it
+    the store_up alert; each took the store pool's 10 s, the page 20 s); started again: 200."""
     server = PostgresServer.start(Path(tempfile.mkdtemp(prefix="dit-gateway-pg-readyz-")))
     try:
         daemon = DaemonProcess(tmp_path, write_config(tmp_path, store_url=server.new_database()))
@@ -248,7 +250,12 @@ def test_readyz_turns_503_when_the_store_is_unreachable_and_back(tmp_path: Path)
             status, body = get(port, "/readyz")
             assert status == 503
             assert "store unreachable" in body
-            assert get(port, "/")[0] == 200
+            for path in ("/metrics", "/"):
+                asked = time.monotonic()
+                status, body = get(port, path)
+                assert (status, time.monotonic() - asked < 8) == (200, True), path
+            assert "dit_gateway_store_up 0.0" in get(port, "/metrics")[1]
+            assert "store unreachable" in get(port, "/")[1]
             server.resume()
             wait_until(lambda: get(port, "/readyz") == (200, "ready\n"), timeout=60,
                        what="ready again")

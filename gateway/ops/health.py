@@ -19,6 +19,9 @@ from gateway.store.operations import OperationsLedger
 Check = Callable[[], str | None]
 
 
+STORE_UNREACHABLE = "store unreachable"
+
+
 def store_check(store: Store) -> Check:
     """The store answers a round trip."""
 
@@ -26,7 +29,7 @@ def store_check(store: Store) -> Check:
         try:
             OperationsLedger(store).ping()
         except GatewayError as exc:
-            return f"store unreachable: {exc}"
+            return f"{STORE_UNREACHABLE}: {exc}"
         return None
 
     return check

@@ -34,7 +34,7 @@ from gateway import logs
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.ops.expect import ExpectWatch
-from gateway.ops.health import Check, not_ready
+from gateway.ops.health import STORE_UNREACHABLE, Check, not_ready
 from gateway.ops.metrics import Metrics
 from gateway.store.exchange import ExchangeLedger
 from gateway.store.interfaces import Store
@@ -46,7 +46,8 @@ REFRESH_SECONDS = 15
 IDLE_SECONDS = 10  # a connection that sends (or takes) nothing for this long is closed
 MAX_CONNECTIONS = 32  # open at once; more are closed at once, so threads stay bounded
 STORE_WAIT_SECONDS = 60  # a request whose store work has not finished by then is answered 503
-# (the store gives up on its own after 10 s a connection; a page asks it several times)
+CONNECT_WAIT_SECONDS = 2.0  # the pages' wait for a store connection: a store that is down is
+# said (dit_gateway_store_up 0, "store unreachable") within a scrape's timeout, not after 10 s
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True, undefined=jinja2.StrictUndefined,
@@ -73,6 +74,8 @@ class Status:
             "expects": self.watch.expects, "recent": [], "record_rejections": [],
             "file_rejections": [], "held": [], "awaiting": [], "failed": [], "partners": [],
         }
+        if any(reason.startswith(STORE_UNREACHABLE) for reason in context["not_ready"]):
+            return _TEMPLATES.get_template("status.html").render(context)  # asked once is enough
         try:
             context["recent"] = [_shown(f) for f in ops.recent()]
             context["record_rejections"] = [
@@ -143,7 +146,8 @@ class _StoreThread:
     connection (the store's are per thread). A daemon thread: one stuck in a store that hangs
     must not keep the process from exiting."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: Store) -> None:
+        self._store = store
         self._jobs: queue.SimpleQueue[tuple[Callable[[], Answer], Future[Answer]] | None] = (
             queue.SimpleQueue())
         self._thread = threading.Thread(target=self._run, name="http-store", daemon=True)
@@ -160,6 +164,7 @@ class _StoreThread:
         self._jobs.put(None)
 
     def _run(self) -> None:
+        self._store.wait_at_most(CONNECT_WAIT_SECONDS)
         while (job := self._jobs.get()) is not None:
             work, future = job
             if not future.set_running_or_notify_cancel():
@@ -238,7 +243,7 @@ class HttpServer:
     """The server in its thread; ``address`` once started (port 0 picks a free one)."""
 
     def __init__(self, address: tuple[str, int], status: Status) -> None:
-        self._store_thread = _StoreThread()
+        self._store_thread = _StoreThread(status.store)
         self._server = _Server(address, _handler(status, self._store_thread))
         self._thread: threading.Thread | None = None
 

@@ -323,6 +323,9 @@ class SqlStore:
         """This host's clock: SQLite is one node's (PostgreSQL asks its server)."""
         return time.time()
 
+    def wait_at_most(self, seconds: float) -> None:
+        """Nothing to wait for on SQLite: a file on this host (PostgreSQL waits for its pool)."""
+
     def renew(self, owner: str, lease_until: float) -> int:
         """Extend the lease on every open receipt ``owner`` holds; returns how many."""
         rows = self._execute(

@@ -120,6 +120,12 @@ class Ledger(Protocol):
         (on PostgreSQL the server's, shared by every node; on SQLite this host's)."""
         ...
 
+    def wait_at_most(self, seconds: float) -> None:
+        """From now on, this thread waits at most ``seconds`` for a connection to the store
+        before :class:`~gateway.errors.StoreUnavailable` (the operator's pages: a store that
+        is down is said at once, not after the pipeline's patience)."""
+        ...
+
     def renew(self, owner: str, lease_until: float) -> int:
         """Extend the lease on every open receipt ``owner`` holds; returns how many."""
         ...

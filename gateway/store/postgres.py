@@ -89,7 +89,7 @@ class PostgresStore(SqlStore):
             if self._pool.closed:  # used again after close(), like the SQLite store
                 self._pool = self._new_pool()
         try:
-            conn = self._pool.getconn()
+            conn = self._pool.getconn(timeout=getattr(self._local, "wait", None))
         except (psycopg.Error, PoolTimeout) as exc:
             raise StoreUnavailable(f"store: no connection: {exc}") from exc
         with self._lock:
@@ -244,6 +244,10 @@ class PostgresStore(SqlStore):
                         conn.close()
         finally:
             self._return(conn)
+
+    def wait_at_most(self, seconds: float) -> None:
+        """This thread's wait for a connection from the pool (else the pool's 10 s)."""
+        self._local.wait = seconds
 
     def clock(self) -> float:
         """The server's clock (``clock_timestamp()``: the time now, also inside a
