@@ -19,7 +19,7 @@ from lxml import etree
 
 from gateway import config
 from gateway.cli import FLOWS
-from gateway.errors import StorageUnavailable, StoreUnavailable
+from gateway.errors import StorageUnavailable, StoreUnavailable, TransientError
 from gateway.pipeline import Pipeline
 from gateway.store.base import migrations
 from gateway.store.sqlite import SqliteStore
@@ -311,6 +311,37 @@ def test_a_claim_by_copy_that_cannot_put_the_copy_in_place_gives_the_file_back(
     assert sorted(p.name for p in inbox.iterdir()) == ["pos.xml"]
     assert sorted(p.name for p in target.parent.iterdir()) == ["1-pos.xml"]
     assert [p.name for p in target.iterdir()] == ["occupied"]
+
+
+def test_a_folder_planted_where_a_claim_parks_its_file_fails_that_claim_only(
+    tmp_path: Path, mount: list[Path]
+) -> None:
+    """With ``inbox/`` on a file system of its own (a real tmpfs), a claim parks the file
+    beside itself (``.<receipt id>.claim``) while copying it. A folder planted under that name
+    (a partner's group may write into its inbox folder, and receipt ids count up) fails that
+    claim as this file's trouble (:class:`TransientError`, retried), not as
+    :class:`StorageUnavailable`, which pauses all intake. The file stays where it was, nothing
+    is left in ``var/processing/``, and once the folder is gone the file is taken."""
+    settings = config.load(write_config(tmp_path))
+    assert settings.sqlite_path is not None
+    inbox = tmpfs(mount, tmp_path / "inbox", "8m")
+    store = SqliteStore(settings.sqlite_path)
+    pipeline = Pipeline(settings, store, FLOWS)
+    path = inbox / "esr" / "pos.xml"
+    path.parent.mkdir()
+    path.write_text(extract(1))
+    planted = inbox / "esr" / ".1.claim"
+    (planted / "inside").mkdir(parents=True)
+    with pytest.raises(TransientError, match=r"\.1\.claim is taken by a folder") as raised:
+        pipeline.claim(path, "esr")
+    assert not isinstance(raised.value, StorageUnavailable)
+    assert path.read_text() == extract(1)
+    assert [p for p in settings.paths.processing.rglob("*") if p.is_file()] == []
+    (planted / "inside").rmdir()
+    planted.rmdir()
+    receipt = pipeline.claim(path, "esr")
+    assert pipeline.process(receipt, AS_OF) == "processed"
+    store.close()
 
 
 def test_process_on_a_full_disk_says_which_files_were_not_taken(

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, TypeVar
 
-from gateway.errors import OutputLost, StorageUnavailable, Vanished
+from gateway.errors import OutputLost, StorageUnavailable, TransientError, Vanished
 from gateway.transport import modes
 
 TEMP_SUFFIXES = (".tmp", ".part", ".filepart", "~")
@@ -342,6 +342,11 @@ def _take_by_copy(fd: int, source: Path, target: Path, hidden: Path) -> None:
         os.rename(source, hidden)
     except FileNotFoundError as exc:
         raise Vanished(f"{source.name} was taken by another process") from exc
+    except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # a folder where the file was to be parked (a partner may write in this folder): this
+        # claim's trouble only, not the storage's; the next claim parks under another name
+        raise TransientError(f"cannot claim {source.name}: {hidden.name} is taken by a folder"
+                             ) from exc
     except OSError as exc:
         raise StorageUnavailable(f"cannot claim {source.name}: {exc.strerror}") from exc
     _moved_what_was_opened(fd, source, hidden)
