@@ -143,6 +143,22 @@ def test_metrics_count_what_the_acknowledgements_say(
     assert (again_files, again_records) == (files, records)
 
 
+def test_an_acknowledgement_is_served_by_its_receipt_id_and_nothing_else_is(
+    tmp_path: Path, running: tuple[DaemonProcess, int]
+) -> None:
+    """``/acks/<id>`` (the page's links) serves a file's acknowledgement by its receipt's id;
+    an id that is no receipt's, too large for the store's integers, or not a number is 404,
+    never an internal error (a 30-digit id was a 500 and a traceback in the log)."""
+    daemon, port = running
+    status, body = get(port, "/acks/1")
+    folder = tmp_path / "outbox" / "reports" / "acks"
+    assert (status, body) == (200, (folder / "positions.ack.xml").read_text())
+    for asked in ("/acks/999999", "/acks/" + "9" * 30, "/acks/%C2%B2", "/acks/", "/acks/-1"):
+        assert get(port, asked) == (404, "no such acknowledgement\n"), asked
+    assert [e for e in daemon.logs() if e["event"] == "http.failed"] == []
+    assert daemon.terminate() == 0
+
+
 def port_of_restart(daemon: DaemonProcess) -> int:
     """The port of the daemon's second run."""
     wait_until(lambda: sum(e["event"] == "http.listening" for e in daemon.logs()) == 2,

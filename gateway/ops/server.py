@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -119,6 +120,7 @@ def _shown(file: RecentFile) -> dict[str, Any]:
 
 
 Answer = tuple[HTTPStatus, bytes, str]  # status, body, content type
+_RECEIPT_ID = re.compile(r"[0-9]{1,18}")
 
 
 def _answer(status: Status, path: str) -> Answer:
@@ -133,8 +135,10 @@ def _answer(status: Status, path: str) -> Answer:
         return code, body.encode(), "text/plain; charset=utf-8"
     if path in ("/", "/index.html"):
         return HTTPStatus.OK, status.page().encode(), "text/html; charset=utf-8"
-    if path.startswith("/acks/") and path[6:].isdigit():
-        ack = status.ack(int(path[6:]))
+    if path.startswith("/acks/"):
+        # a receipt's id: ASCII digits that fit the store's integers ("²".isdigit() is true,
+        # and 10**30 is too large for SQLite): anything else is no acknowledgement, not a 500
+        ack = status.ack(int(path[6:])) if _RECEIPT_ID.fullmatch(path[6:]) else None
         if ack is None:
             return HTTPStatus.NOT_FOUND, b"no such acknowledgement\n", "text/plain"
         return HTTPStatus.OK, ack, "application/xml"
