@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from lxml import etree
 
 from tests import builders as b
 from tests.conftest import write_config
+from tests.daemon import wait_until
 from tests.xsdcheck import assert_valid
 
 NOTE = "{urn:dit-gateway:notifications:1}Notification"
@@ -180,7 +180,7 @@ def test_an_output_lost_before_publishing_is_said_as_such(root: Path) -> None:
 # Run as a script: the real command line, sending itself SIGINT (as Ctrl-C does) N times
 # while the first position file is being decided (N is the first argument).
 _SIGNALLED = """
-import os, signal, sys, time
+import signal, sys
 from gateway import cli
 
 times = int(sys.argv.pop(1))
@@ -192,8 +192,7 @@ def signalled(document, ctx):
     if not sent:
         sent.append(True)
         for _ in range(times):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the handler runs before the next signal is sent
+            signal.raise_signal(signal.SIGINT)  # returns once its handler has run
     return real(document, ctx)
 
 
@@ -325,10 +324,8 @@ def test_ctrl_c_in_any_command_is_one_line(root: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     ) as command:
         wchan = Path(f"/proc/{command.pid}/wchan")
-        deadline = time.monotonic() + 30
-        while wchan.read_text() != "wait_for_partner":  # opening the FIFO, waiting for a writer
-            assert time.monotonic() < deadline, "validate never opened the FIFO"
-            time.sleep(0.05)
+        wait_until(lambda: wchan.read_text() == "wait_for_partner",  # opening the FIFO
+                   what="validate to wait for the FIFO's writer")
         command.send_signal(signal.SIGINT)
         out, err = command.communicate(timeout=30)
     assert command.returncode == 130

@@ -9,11 +9,13 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -573,6 +575,16 @@ def acks(root: Path) -> list[str]:
     return local_files(root / "outbox" / "reports" / "acks")
 
 
+def polled_since(root: Path, at: str) -> bool:
+    """Whether the partner's last poll (its last success, to the second) ended at least a
+    second after ``at``: polls that listed the remote folder again since."""
+    with contextlib.closing(sqlite3.connect(root / "var" / "gateway.db")) as db:
+        row = db.execute("SELECT last_success FROM partners").fetchone()
+    return row is not None and row[0] is not None and (
+        datetime.fromisoformat(row[0]) - datetime.fromisoformat(at.replace("Z", "+00:00"))
+    ).total_seconds() >= 1
+
+
 def test_a_remote_file_larger_than_max_file_mb_is_never_downloaded(
     remote: Remote, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
@@ -593,8 +605,10 @@ def test_a_remote_file_larger_than_max_file_mb_is_never_downloaded(
     wait_for(daemon, lambda: acks(tmp_path) == ["small.ack.xml"], what="small.xml's ack")
     wait_for(daemon, lambda: any(e["event"] == "sftp.skipped" for e in daemon.logs()),
              what="big.xml skipped")
-    time.sleep(1)  # more polls: still skipped, and said once
-    (skipped,) = [e for e in daemon.logs() if e["event"] == "sftp.skipped"]
+    said = next(e for e in daemon.logs() if e["event"] == "sftp.skipped")["timestamp"]
+    wait_for(daemon, lambda: polled_since(tmp_path, str(said)),
+             what="a poll that ended a second after the skip")
+    (skipped,) = [e for e in daemon.logs() if e["event"] == "sftp.skipped"]  # said once
     assert skipped["file"] == "big.xml"
     assert skipped["reason"] == (f"{len(big)} bytes, larger than [intake] max_file_mb (2097 "
                                  "bytes): not downloaded")
