@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what the tests need (openssh-server, Python packages) and run the gates and the suite.
+# Install what the tests need (openssh-server, postgresql, chromium, faketime, the Python
+# packages: scripts/install-test-deps.sh) and run the gates and the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
